@@ -106,6 +106,27 @@ pub struct PacketMeta {
     pub conn: u32,
     /// Direction relative to the connection.
     pub dir: Dir,
+    /// Service index and destination index chosen by schedule for conn-new
+    /// ([`NO_DEST`] before).
+    pub sched: SchedChoice,
+}
+
+/// "No destination chosen" in [`SchedChoice::dest`].
+pub const NO_DEST: u32 = u32::MAX;
+
+/// What schedule hands conn-new: the service and the destination it picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedChoice {
+    /// Service index in the snapshot.
+    pub svc: u32,
+    /// Destination index in the service.
+    pub dest: u32,
+}
+
+impl Default for SchedChoice {
+    fn default() -> Self {
+        SchedChoice { svc: NO_DEST, dest: NO_DEST }
+    }
 }
 
 impl PacketMeta {
