@@ -506,9 +506,11 @@ impl<M: Mbuf + 'static> Graph<M> {
             queue_cap,
         }
     }
-    /// Add a stage; the first stage added receives the graph's input.
+    /// Add a stage; the first stage added receives the graph's input. A stage whose next
+    /// labels are [`crate::label::Never`] (a last stage) has no edge to wire.
     pub fn add<S: Stage<M> + 'static>(&mut self, stage: S) -> NodeId<S> {
-        let edges = vec![None; S::Next::ALL.len()];
+        let last = std::any::TypeId::of::<S::Next>() == std::any::TypeId::of::<crate::label::Never>();
+        let edges = if last { Vec::new() } else { vec![None; S::Next::ALL.len()] };
         self.slots.push(Slot {
             node: Box::new(Node::new(stage, self.queue_cap)),
             input: PacketVec::with_capacity(self.queue_cap),
