@@ -614,6 +614,28 @@ impl<M: Mbuf + 'static> Graph<M> {
             }
         }
     }
+    /// Move the packets redirected to `lcore` (this graph's own lcore: a stage recirculating
+    /// packets) back into the first node's input, ahead of whatever is pushed next. Returns
+    /// how many moved; a full input frees the rest and counts them as overflow.
+    pub fn recirculate(&mut self, lcore: usize, pool: &mut dyn PacketPool<M>) -> usize {
+        let Some(q) = self.exits.redirect.get_mut(lcore) else { return 0 };
+        let Some(first) = self.slots.first_mut() else { return 0 };
+        let mut n = 0;
+        for p in q.drain() {
+            match first.input.push(p) {
+                Ok(()) => n += 1,
+                Err(p) => {
+                    self.exits.overflow += 1;
+                    pool.free(p.mbuf);
+                }
+            }
+        }
+        n
+    }
+    /// Packets waiting in the first node's input.
+    pub fn queued(&self) -> usize {
+        self.slots.first().map_or(0, |s| s.input.len())
+    }
     /// Every node's counters, in graph order.
     pub fn reports(&self) -> Vec<StageReport> {
         self.slots.iter().map(|s| s.node.stats().report()).collect()
