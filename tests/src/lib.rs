@@ -1,6 +1,21 @@
-//! rvs-testkit: the test kit (packet builder, independent decoder, fixtures, counting
-//! allocator) and the integration tests.
+//! rvs-testkit: the rvs test kit and the home of the integration tests.
 //!
-//! Not built yet: this crate holds no code until the issue that fills it lands.
+//! - [`builder`]: a fluent packet builder (Ethernet, 802.1Q, ARP, IPv4 with options and
+//!   fragments, IPv6 with extension headers, IP-in-IP, TCP with options, UDP, ICMP and ICMPv6
+//!   echo and errors) producing wire bytes with correct checksums, and knobs to spoil them;
+//! - [`decode`]: an independent decoder (etherparse, no rvs crate) that recomputes every
+//!   checksum from the bytes;
+//! - [`hex`]: hex dumps and byte diffs for readable failure messages.
+//!
+//! The builder and the decoder are oracles for the code under test, so neither uses
+//! `rvs_core::checksum`: the builder sums with [`csum`], the decoder with etherparse's sum.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod builder;
+pub mod csum;
+pub mod decode;
+pub mod hex;
+
+pub use builder::Pkt;
+pub use decode::{Decoded, decode, decode_checked};
