@@ -38,7 +38,13 @@ impl Tuple {
     /// The same flow seen from the other side.
     #[inline]
     pub const fn reversed(self) -> Tuple {
-        Tuple { proto: self.proto, saddr: self.daddr, daddr: self.saddr, sport: self.dport, dport: self.sport }
+        Tuple {
+            proto: self.proto,
+            saddr: self.daddr,
+            daddr: self.saddr,
+            sport: self.dport,
+            dport: self.sport,
+        }
     }
 }
 
@@ -57,6 +63,9 @@ impl ConnFlags {
     pub const TOA_DONE: u32 = 0x8;
     /// The destination counters were bound (released on expiry).
     pub const BOUND: u32 = 0x10;
+    /// An outbound packet has been seen. Until then a DR or TUNNEL connection uses the
+    /// "input only" state table (IPVS's `IP_VS_CONN_F_NOOUTPUT`, cleared by an outbound packet).
+    pub const OUTPUT_SEEN: u32 = 0x20;
     /// True when `bit` is set.
     #[inline]
     pub const fn has(self, bit: u32) -> bool {
@@ -138,13 +147,15 @@ impl Conn {
     pub const fn vport(&self) -> u16 {
         self.in_tuple.dport
     }
-    /// Real server address.
+    /// Real server address (DPVS's `daddr`: the source of the outbound tuple).
     #[inline]
+    #[allow(clippy::misnamed_getters)]
     pub const fn daddr(&self) -> Addr {
         self.out_tuple.saddr
     }
-    /// Real server port.
+    /// Real server port (DPVS's `dport`).
     #[inline]
+    #[allow(clippy::misnamed_getters)]
     pub const fn dport(&self) -> u16 {
         self.out_tuple.sport
     }
@@ -170,10 +181,20 @@ impl Conn {
     /// address and port `laddr:lport` for FNAT/SNAT (ignored otherwise).
     pub fn out_tuple_for(fwd: Forward, inb: &Tuple, daddr: Addr, dport: u16, laddr: Addr, lport: u16) -> Tuple {
         match fwd {
-            Forward::Fnat | Forward::Snat => Tuple { proto: inb.proto, saddr: daddr, sport: dport, daddr: laddr, dport: lport },
-            Forward::Nat | Forward::Dr | Forward::Tunnel => {
-                Tuple { proto: inb.proto, saddr: daddr, sport: dport, daddr: inb.saddr, dport: inb.sport }
-            }
+            Forward::Fnat | Forward::Snat => Tuple {
+                proto: inb.proto,
+                saddr: daddr,
+                sport: dport,
+                daddr: laddr,
+                dport: lport,
+            },
+            Forward::Nat | Forward::Dr | Forward::Tunnel => Tuple {
+                proto: inb.proto,
+                saddr: daddr,
+                sport: dport,
+                daddr: inb.saddr,
+                dport: inb.sport,
+            },
         }
     }
 }

@@ -1,16 +1,38 @@
-//! rvs-conn: per-lcore connection state.
+//! rvs-conn: per-lcore connection state, DPVS's `dp_vs_conn` machinery without its locks.
 //!
 //! - [`conn`]: the connection record and its two tuples (inbound: client -> VIP; outbound:
 //!   real server -> local or client address), as DPVS's `dp_vs_conn` keeps them;
-//! - the connection table holding both tuples of every connection (DPVS's `dp_vs_conn_hash`),
-//!   the preallocated connection pool, the per-lcore timer wheel, the TCP/UDP state machine
-//!   and the FNAT local-port pool are added by the modules below as they land.
+//! - [`table`]: [`LcoreConns`], one lcore's connections: the preallocated pool, the hash of
+//!   both tuples of every connection (`dp_vs_conn_hash`), the timer wheel with lazy refresh,
+//!   the per-packet state transition and the destination counters it moves;
+//! - [`state`]: the TCP state machine of IPVS/DPVS (the kernel's three tables, IPVS state
+//!   numbering) and the per-state timeouts;
+//! - [`sapool`]: the FNAT/SNAT local ports of one lcore (DPVS's `sa_pool`), partitioned so the
+//!   port of a reply names the lcore that owns its connection.
 //!
 //! A connection refers to its destination by stable [`rvs_core::service::DestId`], service
-//! index and snapshot generation, never by a reference count bumped per packet.
+//! index and snapshot generation, never by a reference count bumped per packet. Nothing here
+//! allocates after [`LcoreConns::new`] and [`SaPool::add_laddr`]; nothing locks: each lcore owns
+//! its table, and the stages of its graph share it through [`SharedConns`].
+//!
+//! | feature | shown by |
+//! |---|---|
+//! | table agrees with a `HashMap` model under insert/lookup/remove/expire | `tests/model.rs` |
+//! | pool exhaustion is an error, never a crash | `tests/table.rs::pool_exhaustion_*` |
+//! | refreshed connections live, idle ones expire within timeout + jitter + 1 tick | `tests/table.rs::timer_*` |
+//! | TCP state, timeout and active/inactive counters per packet (full and input-only tables) | `tests/states.rs` |
+//! | local ports partitioned by lcore, exhaustion, FIFO reuse | `sapool::tests` |
+//! | no allocation in lookup/insert/on_packet/expire | `tests/alloc.rs` |
 
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod conn;
+pub mod sapool;
+pub mod state;
+pub mod table;
 
 pub use conn::{Conn, ConnFlags, ConnId, Tuple};
+pub use sapool::SaPool;
+pub use state::TcpState;
+pub use table::{ConnConfig, ConnError, ConnStats, LcoreConns, SharedConns, hash_tuple};
