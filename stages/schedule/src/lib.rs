@@ -101,7 +101,12 @@ struct Pending {
 impl Pending {
     fn new(cap_log2: u32) -> Self {
         let n = 1usize << cap_log2;
-        Pending { slots: vec![(0, Tuple::default()); n].into_boxed_slice(), mask: n - 1, stamp: 1, used: 0 }
+        Pending {
+            slots: vec![(0, Tuple::default()); n].into_boxed_slice(),
+            mask: n - 1,
+            stamp: 1,
+            used: 0,
+        }
     }
     fn next_vector(&mut self) {
         self.stamp += 1;
@@ -167,7 +172,14 @@ impl Schedule {
     /// A schedule stage reading this lcore's destination counters; `seed` seeds the
     /// schedulers' random choices (twos) per lcore.
     pub fn new(loads: Arc<LoadTable>, seed: u64) -> Self {
-        Schedule { loads, seed, generation: None, instances: Vec::new(), pending: Pending::new(11), counters: ScheduleCounters::default() }
+        Schedule {
+            loads,
+            seed,
+            generation: None,
+            instances: Vec::new(),
+            pending: Pending::new(11),
+            counters: ScheduleCounters::default(),
+        }
     }
 
     /// Host-path and recirculation counts.
@@ -188,10 +200,15 @@ impl Schedule {
             .iter()
             .enumerate()
             .map(|(i, svc)| {
-                let kept = old.get_mut(i).and_then(|o| o.take()).filter(|o| Arc::ptr_eq(&o.factory, &svc.sched));
+                let kept = old
+                    .get_mut(i)
+                    .and_then(|o| o.take())
+                    .filter(|o| Arc::ptr_eq(&o.factory, &svc.sched));
                 let mut inst = kept.unwrap_or_else(|| Instance {
                     factory: svc.sched.clone(),
-                    sched: svc.sched.instance(lcore, mix64(self.seed ^ ((lcore as u64) << 32) ^ i as u64)),
+                    sched: svc
+                        .sched
+                        .instance(lcore, mix64(self.seed ^ ((lcore as u64) << 32) ^ i as u64)),
                 });
                 inst.sched.refresh(svc);
                 Some(inst)
@@ -283,11 +300,19 @@ impl Schedule {
             dport: m.dport,
             payload,
         };
-        let scx = SchedCx { svc, loads: &self.loads, now: cx.now, lcore: cx.lcore };
+        let scx = SchedCx {
+            svc,
+            loads: &self.loads,
+            now: cx.now,
+            lcore: cx.lcore,
+        };
         match inst.sched.pick(&scx, &flow) {
             Some(i) if i < svc.dests.len() => {
                 self.counters.scheduled += 1;
-                p.meta.sched = SchedChoice { svc: svc.index, dest: i as u32 };
+                p.meta.sched = SchedChoice {
+                    svc: svc.index,
+                    dest: i as u32,
+                };
                 self.pending.insert(tuple);
                 out.next(ScheduleNext::New, p);
             }
@@ -301,11 +326,230 @@ impl<M: Mbuf> Stage<M> for Schedule {
     type Drop = ScheduleDrop;
     const NAME: &'static str = "schedule";
 
-    fn process(&mut self, cx: &StageCx<'_>, input: &mut PacketVec<M>, out: &mut Out<'_, M, ScheduleNext, ScheduleDrop>) {
+    fn process(
+        &mut self,
+        cx: &StageCx<'_>,
+        input: &mut PacketVec<M>,
+        out: &mut Out<'_, M, ScheduleNext, ScheduleDrop>,
+    ) {
         self.sync(cx.snapshot, cx.lcore);
         self.pending.next_vector();
         for p in input.drain() {
             self.place(cx, p, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::addr::Addr;
+    use rvs_core::mbuf::{HeapMbuf, HeapPool};
+    use rvs_core::meta::{PacketMeta, TcpFlags};
+    use rvs_core::sched::SchedulerFactory;
+    use rvs_core::service::{Defence, Dest, DestId, Forward, Service, ServiceKey};
+    use rvs_core::stage::{Exits, Node, Packet};
+    use rvs_core::time::Now;
+
+    /// The first eligible destination: enough to see which branch a packet took.
+    #[derive(Debug)]
+    struct First;
+    impl Scheduler for First {
+        fn name(&self) -> &str {
+            "first"
+        }
+        fn pick(&mut self, cx: &SchedCx<'_>, _: &Flow<'_>) -> Option<usize> {
+            (0..cx.dests().len()).find(|&i| cx.eligible(i))
+        }
+    }
+    impl SchedulerFactory for First {
+        fn name(&self) -> &str {
+            "first"
+        }
+        fn instance(&self, _: u16, _: u64) -> Box<dyn Scheduler> {
+            Box::new(First)
+        }
+    }
+
+    const VIP: Addr = Addr::v4([198, 18, 0, 100]);
+
+    fn snapshot(defence: Defence, weight: u32) -> Snapshot {
+        let key = ServiceKey {
+            proto: Proto::Tcp,
+            vip: VIP,
+            port: 80,
+        };
+        let mut s = Service::new(key, Forward::Nat, Arc::new(First));
+        let mut d = Dest::new(DestId(0), Addr::v4([198, 18, 1, 11]), 8080);
+        d.fwd = Forward::Nat;
+        d.weight = weight;
+        s.dests = vec![d].into();
+        Snapshot::build(1, 1, defence, vec![s]).unwrap()
+    }
+
+    fn pkt(proto: Proto, daddr: Addr, dport: u16, flags: u8, sport: u16) -> Packet<HeapMbuf> {
+        let mut p = Packet::new(HeapMbuf::from_bytes(&[0; 64]));
+        p.meta = PacketMeta {
+            proto: proto.number(),
+            saddr: Addr::v4([198, 18, 5, 5]),
+            daddr,
+            sport,
+            dport,
+            tcp_flags: TcpFlags(flags),
+            l3_off: 14,
+            l4_off: 34,
+            l4_hdr_len: 20,
+            l3_len: 40,
+            ..PacketMeta::new()
+        };
+        p
+    }
+
+    struct Run {
+        to_new: Vec<PacketMeta>,
+        host: usize,
+        redirected: usize,
+        report: rvs_core::counters::StageReport,
+        counters: ScheduleCounters,
+    }
+
+    fn run(snap: &Snapshot, pkts: Vec<Packet<HeapMbuf>>) -> Run {
+        let mut node = Node::new(Schedule::new(Arc::new(LoadTable::new(4)), 7), 64);
+        let mut exits = Exits::new(1, 1, 64);
+        let mut pool = HeapPool::new(8);
+        let mut input = PacketVec::with_capacity(64);
+        for p in pkts {
+            input.push(p).unwrap();
+        }
+        let cx = StageCx {
+            now: Now(0),
+            lcore: 0,
+            snapshot: snap,
+        };
+        node.run(&cx, &mut input, &mut exits, &mut pool);
+        let to_new = node.queue(ScheduleNext::New).drain().map(|p| p.meta).collect();
+        Run {
+            to_new,
+            host: exits.host.drain().count(),
+            redirected: exits.redirect[0].drain().count(),
+            report: node.stats().report(),
+            counters: node.stage.counters(),
+        }
+    }
+
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+
+    #[test]
+    fn only_a_bare_syn_creates() {
+        let snap = snapshot(Defence::default(), 1);
+        for (flags, creates) in [
+            (SYN, true),
+            (SYN | TcpFlags::ECE | TcpFlags::CWR, true),
+            (SYN | TcpFlags::PSH | TcpFlags::URG, true),
+            (SYN | ACK, false),
+            (SYN | TcpFlags::FIN, false),
+            (SYN | TcpFlags::RST, false),
+            (ACK, false),
+        ] {
+            let r = run(&snap, vec![pkt(Proto::Tcp, VIP, 80, flags, 1000)]);
+            assert_eq!(r.to_new.len(), creates as usize, "flags {flags:#x}");
+            assert_eq!(
+                r.host, !creates as usize,
+                "flags {flags:#x}: defence off sends strays to the host"
+            );
+        }
+    }
+
+    #[test]
+    fn defence_drops_strays_and_syns_without_service() {
+        let on = snapshot(
+            Defence {
+                tcp_drop: true,
+                udp_drop: false,
+            },
+            1,
+        );
+        let r = run(
+            &on,
+            vec![pkt(Proto::Tcp, VIP, 80, ACK, 1000), pkt(Proto::Tcp, VIP, 81, SYN, 1001)],
+        );
+        assert_eq!((r.to_new.len(), r.host), (0, 0));
+        assert_eq!(r.report.dropped("defence_stray"), 1);
+        assert_eq!(r.report.dropped("defence_noserv"), 1);
+
+        let off = snapshot(Defence::default(), 1);
+        let r = run(
+            &off,
+            vec![pkt(Proto::Tcp, VIP, 80, ACK, 1000), pkt(Proto::Tcp, VIP, 81, SYN, 1001)],
+        );
+        assert_eq!(r.host, 2);
+        assert_eq!(r.report.total_drops(), 0);
+        assert_eq!((r.counters.host_stray, r.counters.host_no_service), (1, 1));
+    }
+
+    #[test]
+    fn traffic_to_other_addresses_goes_to_the_host() {
+        let snap = snapshot(
+            Defence {
+                tcp_drop: true,
+                udp_drop: true,
+            },
+            1,
+        );
+        let r = run(&snap, vec![pkt(Proto::Tcp, Addr::v4([198, 18, 0, 1]), 80, SYN, 1000)]);
+        assert_eq!((r.host, r.counters.host_not_vip, r.report.total_drops()), (1, 1, 0));
+    }
+
+    #[test]
+    fn udp_defence_applies_only_to_tcp_only_vips() {
+        let on = snapshot(
+            Defence {
+                tcp_drop: false,
+                udp_drop: true,
+            },
+            1,
+        );
+        let r = run(&on, vec![pkt(Proto::Udp, VIP, 53, 0, 1000)]);
+        assert_eq!(r.report.dropped("defence_udp"), 1);
+        let off = snapshot(Defence::default(), 1);
+        let r = run(&off, vec![pkt(Proto::Udp, VIP, 53, 0, 1000)]);
+        assert_eq!((r.host, r.report.total_drops()), (1, 0));
+    }
+
+    #[test]
+    fn no_destination_is_a_resource_drop() {
+        let snap = snapshot(Defence::default(), 0);
+        let r = run(&snap, vec![pkt(Proto::Tcp, VIP, 80, SYN, 1000)]);
+        assert_eq!(r.report.dropped("no_dest"), 1);
+        let d = r.report.drops.iter().find(|d| d.reason == "no_dest").unwrap();
+        assert_eq!(d.cause, "resource");
+    }
+
+    #[test]
+    fn followers_in_one_vector_are_recirculated_not_dropped_or_duplicated() {
+        let snap = snapshot(
+            Defence {
+                tcp_drop: true,
+                udp_drop: false,
+            },
+            1,
+        );
+        let r = run(
+            &snap,
+            vec![
+                pkt(Proto::Tcp, VIP, 80, SYN, 1000),
+                pkt(Proto::Tcp, VIP, 80, SYN, 1000),
+                pkt(Proto::Tcp, VIP, 80, ACK, 1000),
+                pkt(Proto::Tcp, VIP, 80, SYN, 1001),
+            ],
+        );
+        assert_eq!(r.to_new.len(), 2, "one creation per flow");
+        assert_eq!(r.to_new[0].sport, 1000);
+        assert_eq!(r.to_new[1].sport, 1001);
+        assert_eq!(r.to_new[0].sched, SchedChoice { svc: 0, dest: 0 });
+        assert_eq!(r.redirected, 2);
+        assert_eq!(r.report.total_drops(), 0);
+        assert_eq!(r.counters.recirculated, 2);
     }
 }
