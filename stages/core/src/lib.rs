@@ -34,6 +34,7 @@ pub mod service;
 pub mod stage;
 pub mod time;
 pub mod verdict;
+pub mod wire;
 
 pub use addr::{Addr, Af, Proto};
 pub use mbuf::{HeapMbuf, HeapPool, Mbuf, PacketPool};
