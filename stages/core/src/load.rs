@@ -156,11 +156,11 @@ impl LoadTable {
     /// Set or clear the overload flag.
     #[inline]
     pub fn set_overloaded(&self, id: DestId, on: bool) {
-        if let Some(l) = self.loads.get(id.0 as usize) {
-            if (l.overloaded.load(Relaxed) != 0) != on {
-                l.overloaded.store(on as u32, Relaxed);
-                self.logged(id);
-            }
+        if let Some(l) = self.loads.get(id.0 as usize)
+            && (l.overloaded.load(Relaxed) != 0) != on
+        {
+            l.overloaded.store(on as u32, Relaxed);
+            self.logged(id);
         }
     }
     /// The seed's `dp_vs_conn_bind_dest` check, on this lcore's share of the limit: refuse

@@ -125,7 +125,10 @@ pub struct SchedChoice {
 
 impl Default for SchedChoice {
     fn default() -> Self {
-        SchedChoice { svc: NO_DEST, dest: NO_DEST }
+        SchedChoice {
+            svc: NO_DEST,
+            dest: NO_DEST,
+        }
     }
 }
 

@@ -510,7 +510,11 @@ impl<M: Mbuf + 'static> Graph<M> {
     /// labels are [`crate::label::Never`] (a last stage) has no edge to wire.
     pub fn add<S: Stage<M> + 'static>(&mut self, stage: S) -> NodeId<S> {
         let last = std::any::TypeId::of::<S::Next>() == std::any::TypeId::of::<crate::label::Never>();
-        let edges = if last { Vec::new() } else { vec![None; S::Next::ALL.len()] };
+        let edges = if last {
+            Vec::new()
+        } else {
+            vec![None; S::Next::ALL.len()]
+        };
         self.slots.push(Slot {
             node: Box::new(Node::new(stage, self.queue_cap)),
             input: PacketVec::with_capacity(self.queue_cap),
@@ -618,7 +622,9 @@ impl<M: Mbuf + 'static> Graph<M> {
     /// packets) back into the first node's input, ahead of whatever is pushed next. Returns
     /// how many moved; a full input frees the rest and counts them as overflow.
     pub fn recirculate(&mut self, lcore: usize, pool: &mut dyn PacketPool<M>) -> usize {
-        let Some(q) = self.exits.redirect.get_mut(lcore) else { return 0 };
+        let Some(q) = self.exits.redirect.get_mut(lcore) else {
+            return 0;
+        };
         let Some(first) = self.slots.first_mut() else { return 0 };
         let mut n = 0;
         for p in q.drain() {
