@@ -1,7 +1,458 @@
-//! rvs-conn-new: the conn-new stage, `dp_vs_conn_new`: a connection from the pool, its
-//! inbound and outbound tuples per forwarding mode, the destination bound (honouring
-//! `max_conn`), an FNAT local address and port, both tuples hashed, the timer armed.
+//! rvs-conn-new: the conn-new stage, DPVS's `dp_vs_conn_new` for the destination schedule
+//! picked.
 //!
-//! Not built yet: this crate holds no code until the issue that fills it lands.
+//! For each packet, in arrival order:
+//!
+//! 1. If its flow already has a connection (a follower the schedule stage could not mark, or
+//!    a connection made earlier in this vector), the packet joins it: no duplicate is made.
+//! 2. The destination is bound as the seed's `dp_vs_conn_bind_dest` does: at this lcore's share
+//!    of `max_conn` the connection is refused with the overload cause and the destination is
+//!    flagged overloaded ([`rvs_core::load::LoadTable::admit`]).
+//! 3. FNAT and SNAT take a local address (round-robin over the service's local addresses, per
+//!    lcore) and a local port from this lcore's share of the port space (DPVS's sa_pool, so
+//!    replies to that port reach this lcore); none left is a drop with the resource cause.
+//! 4. Both tuples are filled per forwarding mode ([`rvs_conn::Conn::out_tuple_for`]); FNAT's
+//!    sequence delta comes from a keyed hash of the local and real-server addresses and ports,
+//!    as DPVS's `tcp_in_init_seq` does with `tcp_secure_sequence_number`.
+//! 5. The connection takes a pool slot and both tuples are hashed; an exhausted pool is a
+//!    drop with the resource cause (the local port goes back).
+//! 6. The destination's inactive counter goes up (a new connection is inactive until
+//!    ESTABLISHED, as IPVS counts it), and the TCP/UDP state transition runs for this first
+//!    packet too, arming the timer with the state's timeout.
 
 #![forbid(unsafe_code)]
+
+use rvs_conn::{Conn, ConnError, SharedConns, Tuple};
+use rvs_core::addr::Proto;
+use rvs_core::hash::mix64;
+use rvs_core::load::Counter;
+use rvs_core::mbuf::Mbuf;
+use rvs_core::meta::Dir;
+use rvs_core::service::{Forward, Snapshot, Timeouts};
+use rvs_core::stage::{Out, Packet, PacketVec, Stage, StageCx};
+use rvs_core::verdict::{Cause, DropReason};
+
+rvs_core::labels! {
+    /// Where conn-new sends a packet.
+    pub enum ConnNewNext {
+        /// The connection exists: transmit.
+        Xmit = ("xmit", "the connection exists; rewrite and transmit"),
+    }
+}
+
+rvs_core::labels! {
+    /// Why conn-new drops.
+    pub enum ConnNewDrop {
+        /// The destination is at its share of `max_conn`.
+        Overload = ("overload", "the destination is at its connection limit (max_conn)"),
+        /// No FNAT/SNAT local port left on this lcore.
+        NoLocalPort = ("no_local_port", "no local address or port left for FNAT/SNAT"),
+        /// The connection pool is exhausted.
+        PoolExhausted = ("pool_exhausted", "the connection pool is exhausted"),
+        /// The new connection's outbound tuple is already taken by another connection.
+        TupleClash = ("tuple_clash", "the outbound tuple of the new connection is already in use"),
+        /// The service or destination schedule chose is not in the snapshot.
+        StaleChoice = ("stale_choice", "the scheduled service or destination is not in the snapshot"),
+    }
+}
+
+impl DropReason for ConnNewDrop {
+    fn cause(self) -> Cause {
+        match self {
+            ConnNewDrop::Overload => Cause::Overload,
+            ConnNewDrop::NoLocalPort | ConnNewDrop::PoolExhausted | ConnNewDrop::TupleClash => Cause::Resource,
+            ConnNewDrop::StaleChoice => Cause::Other,
+        }
+    }
+}
+
+/// Counts of what conn-new did besides dropping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnNewCounters {
+    /// Connections created.
+    pub created: u64,
+    /// Packets that found their connection already made.
+    pub joined: u64,
+}
+
+/// The conn-new stage of one lcore.
+#[derive(Debug)]
+pub struct ConnNew {
+    conns: SharedConns,
+    secret: u64,
+    generation: Option<u64>,
+    laddr_next: Vec<u32>,
+    counters: ConnNewCounters,
+    created_per_dest: Vec<u64>,
+}
+
+/// DPVS's `tcp_secure_sequence_number` stand-in: a keyed hash of the FNAT connection's
+/// outbound addresses and ports.
+fn secure_isn(secret: u64, c: &Conn) -> u32 {
+    let a = mix64(secret ^ c.laddr().0 as u64 ^ ((c.laddr().0 >> 64) as u64).rotate_left(7));
+    let b = mix64(a ^ c.daddr().0 as u64 ^ ((c.daddr().0 >> 64) as u64).rotate_left(13));
+    mix64(b ^ ((c.lport() as u64) << 16) ^ c.dport() as u64) as u32
+}
+
+impl ConnNew {
+    /// A conn-new stage over this lcore's connections; `secret` keys the FNAT sequence
+    /// deltas.
+    pub fn new(conns: SharedConns, secret: u64) -> Self {
+        let slots = conns.borrow().loads().slots();
+        ConnNew {
+            conns,
+            secret,
+            generation: None,
+            laddr_next: Vec::new(),
+            counters: ConnNewCounters::default(),
+            created_per_dest: vec![0; slots],
+        }
+    }
+
+    /// Connections created per destination slot ([`rvs_core::service::DestId`]) since start.
+    pub fn created_per_dest(&self) -> &[u64] {
+        &self.created_per_dest
+    }
+
+    /// Creation counts.
+    pub fn counters(&self) -> ConnNewCounters {
+        self.counters
+    }
+
+    /// Register the snapshot's local addresses with the port pool (off the packet path: only
+    /// when the generation changed).
+    pub fn sync(&mut self, snap: &Snapshot) {
+        if self.generation == Some(snap.generation) {
+            return;
+        }
+        let mut conns = self.conns.borrow_mut();
+        for svc in snap.services.iter() {
+            for &l in svc.local_addrs.iter() {
+                conns.ports().add_laddr(l);
+            }
+        }
+        self.laddr_next.resize(snap.services.len(), 0);
+        self.generation = Some(snap.generation);
+    }
+}
+
+fn tcp_seq<M: Mbuf>(p: &Packet<M>) -> u32 {
+    let off = p.meta.l4_off as usize + 4;
+    match p.mbuf.data().get(off..off + 4) {
+        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        None => 0,
+    }
+}
+
+impl<M: Mbuf> Stage<M> for ConnNew {
+    type Next = ConnNewNext;
+    type Drop = ConnNewDrop;
+    const NAME: &'static str = "conn-new";
+
+    fn process(&mut self, cx: &StageCx<'_>, input: &mut PacketVec<M>, out: &mut Out<'_, M, ConnNewNext, ConnNewDrop>) {
+        self.sync(cx.snapshot);
+        let snap = cx.snapshot;
+        let conns_rc = self.conns.clone();
+        let mut conns = conns_rc.borrow_mut();
+        for mut p in input.drain() {
+            let Some(tuple) = Tuple::of(&p.meta) else {
+                out.drop(ConnNewDrop::StaleChoice, p);
+                continue;
+            };
+            if let Some((id, dir)) = conns.lookup(&tuple) {
+                let timeouts = conns
+                    .conn(id)
+                    .and_then(|c| {
+                        snap.services
+                            .get(c.svc as usize)
+                            .filter(|_| c.generation == snap.generation)
+                    })
+                    .map_or(Timeouts::DPVS, |s| s.timeouts);
+                conns.on_packet(id, dir, p.meta.tcp_flags, &timeouts, cx.now);
+                p.meta.conn = id;
+                p.meta.dir = dir;
+                self.counters.joined += 1;
+                out.next(ConnNewNext::Xmit, p);
+                continue;
+            }
+            let choice = p.meta.sched;
+            let Some(svc) = snap.services.get(choice.svc as usize) else {
+                out.drop(ConnNewDrop::StaleChoice, p);
+                continue;
+            };
+            let Some(dest) = svc.dests.get(choice.dest as usize) else {
+                out.drop(ConnNewDrop::StaleChoice, p);
+                continue;
+            };
+            let fwd = dest.fwd;
+            let (laddr, lport) = match fwd {
+                Forward::Fnat | Forward::Snat => {
+                    let n = svc.local_addrs.len();
+                    let next = &mut self.laddr_next[svc.index as usize];
+                    let mut found = None;
+                    for k in 0..n {
+                        let l = svc.local_addrs[(*next as usize + k) % n];
+                        if let Some(port) = conns.ports().take(l) {
+                            *next = ((*next as usize + k + 1) % n) as u32;
+                            found = Some((l, port));
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(x) => x,
+                        None => {
+                            out.drop(ConnNewDrop::NoLocalPort, p);
+                            continue;
+                        }
+                    }
+                }
+                Forward::Nat | Forward::Dr | Forward::Tunnel => (tuple.saddr, tuple.sport),
+            };
+            let mut conn = Conn {
+                in_tuple: tuple,
+                out_tuple: Conn::out_tuple_for(fwd, &tuple, dest.addr, dest.port, laddr, lport),
+                fwd,
+                svc: svc.index,
+                generation: snap.generation,
+                dest: dest.id,
+                lcore: cx.lcore,
+                ..Conn::default()
+            };
+            if fwd == Forward::Fnat && tuple.proto == Proto::Tcp {
+                let isn = tcp_seq(&p);
+                conn.fnat_isn = isn;
+                conn.fnat_seq_delta = secure_isn(self.secret, &conn).wrapping_sub(isn);
+            }
+            if !conns.bind_dest(&mut conn, dest) {
+                if matches!(fwd, Forward::Fnat | Forward::Snat) {
+                    conns.ports().release(laddr, lport);
+                }
+                out.drop(ConnNewDrop::Overload, p);
+                continue;
+            }
+            let id = match conns.insert(conn, cx.now) {
+                Ok(id) => id,
+                Err(e) => {
+                    if matches!(fwd, Forward::Fnat | Forward::Snat) {
+                        conns.ports().release(laddr, lport);
+                    }
+                    conns.loads().dec(dest.id, Counter::Inactive);
+                    conns.loads().relieve(dest, snap.lcores);
+                    let why = match e {
+                        ConnError::PoolExhausted => ConnNewDrop::PoolExhausted,
+                        ConnError::Exists => ConnNewDrop::TupleClash,
+                    };
+                    out.drop(why, p);
+                    continue;
+                }
+            };
+            conns.on_packet(id, Dir::In, p.meta.tcp_flags, &svc.timeouts, cx.now);
+            p.meta.conn = id;
+            p.meta.dir = Dir::In;
+            self.counters.created += 1;
+            if let Some(c) = self.created_per_dest.get_mut(dest.id.0 as usize) {
+                *c += 1;
+            }
+            out.next(ConnNewNext::Xmit, p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use rvs_conn::{ConnConfig, LcoreConns};
+    use rvs_core::addr::Addr;
+    use rvs_core::load::LoadTable;
+    use rvs_core::mbuf::{HeapMbuf, HeapPool};
+    use rvs_core::meta::{PacketMeta, SchedChoice, TcpFlags};
+    use rvs_core::sched::{Flow, SchedCx, Scheduler, SchedulerFactory};
+    use rvs_core::service::{Defence, Dest, DestId, Service, ServiceKey};
+    use rvs_core::stage::{Exits, Node};
+    use rvs_core::time::Now;
+
+    #[derive(Debug)]
+    struct Never;
+    impl Scheduler for Never {
+        fn name(&self) -> &str {
+            "never"
+        }
+        fn pick(&mut self, _: &SchedCx<'_>, _: &Flow<'_>) -> Option<usize> {
+            None
+        }
+    }
+    impl SchedulerFactory for Never {
+        fn name(&self) -> &str {
+            "never"
+        }
+        fn instance(&self, _: u16, _: u64) -> Box<dyn Scheduler> {
+            Box::new(Never)
+        }
+    }
+
+    const VIP: Addr = Addr::v4([198, 18, 0, 100]);
+    const LADDR: Addr = Addr::v4([198, 18, 1, 1]);
+    const RS: Addr = Addr::v4([198, 18, 1, 11]);
+
+    fn snapshot(fwd: Forward, max_conn: u32) -> Snapshot {
+        let key = ServiceKey {
+            proto: Proto::Tcp,
+            vip: VIP,
+            port: 80,
+        };
+        let mut s = Service::new(key, fwd, Arc::new(Never));
+        let mut d = Dest::new(DestId(2), RS, if fwd.keeps_port() { 80 } else { 8080 });
+        d.fwd = fwd;
+        d.max_conn = max_conn;
+        s.dests = vec![d].into();
+        s.local_addrs = vec![LADDR].into();
+        Snapshot::build(1, 1, Defence::default(), vec![s]).unwrap()
+    }
+
+    fn syn(sport: u16, seq: u32) -> Packet<HeapMbuf> {
+        // Enough of a TCP header for conn-new to read the sequence number.
+        let mut bytes = vec![0u8; 54];
+        bytes[38..42].copy_from_slice(&seq.to_be_bytes());
+        let mut p = Packet::new(HeapMbuf::from_bytes(&bytes));
+        p.meta = PacketMeta {
+            proto: 6,
+            saddr: Addr::v4([198, 18, 5, 5]),
+            daddr: VIP,
+            sport,
+            dport: 80,
+            tcp_flags: TcpFlags(TcpFlags::SYN),
+            l3_off: 14,
+            l4_off: 34,
+            l4_hdr_len: 20,
+            l3_len: 40,
+            sched: SchedChoice { svc: 0, dest: 0 },
+            ..PacketMeta::new()
+        };
+        p
+    }
+
+    struct Setup {
+        node: Node<HeapMbuf, ConnNew>,
+        conns: SharedConns,
+        loads: Arc<LoadTable>,
+    }
+
+    fn setup(capacity: usize) -> Setup {
+        let loads = Arc::new(LoadTable::new(8));
+        let conns = Rc::new(RefCell::new(LcoreConns::new(
+            ConnConfig {
+                capacity,
+                buckets_log2: 8,
+                seed: 1,
+                timer_tick_ms: 10,
+            },
+            0,
+            1,
+            loads.clone(),
+        )));
+        Setup {
+            node: Node::new(ConnNew::new(conns.clone(), 99), 64),
+            conns,
+            loads,
+        }
+    }
+
+    fn run(s: &mut Setup, snap: &Snapshot, pkts: Vec<Packet<HeapMbuf>>) -> Vec<PacketMeta> {
+        let mut exits = Exits::new(1, 1, 64);
+        let mut pool = HeapPool::new(8);
+        let mut input = PacketVec::with_capacity(64);
+        for p in pkts {
+            input.push(p).unwrap();
+        }
+        let cx = StageCx {
+            now: Now::from_secs(10),
+            lcore: 0,
+            snapshot: snap,
+        };
+        s.node.run(&cx, &mut input, &mut exits, &mut pool);
+        s.node.queue(ConnNewNext::Xmit).drain().map(|p| p.meta).collect()
+    }
+
+    #[test]
+    fn fnat_connection_gets_local_port_tuples_and_delta() {
+        let snap = snapshot(Forward::Fnat, 0);
+        let mut s = setup(16);
+        let out = run(&mut s, &snap, vec![syn(40000, 1000)]);
+        assert_eq!(out.len(), 1);
+        let conns = s.conns.borrow();
+        let c = conns.conn(out[0].conn).unwrap();
+        assert_eq!(
+            (c.caddr(), c.cport(), c.vaddr(), c.vport()),
+            (Addr::v4([198, 18, 5, 5]), 40000, VIP, 80)
+        );
+        assert_eq!((c.daddr(), c.dport(), c.laddr()), (RS, 8080, LADDR));
+        assert!(c.lport() >= 1025);
+        assert_eq!(c.fnat_isn, 1000);
+        // The delta is keyed: a second stage with another secret gives another delta.
+        assert_eq!(c.fnat_seq_delta.wrapping_add(1000), secure_isn(99, c));
+        assert_eq!(conns.lookup(&c.out_tuple.clone()), Some((out[0].conn, Dir::Out)));
+        assert_eq!(s.loads.get(DestId(2)).inactive, 1);
+        assert_eq!(s.node.stage.created_per_dest()[2], 1);
+    }
+
+    #[test]
+    fn nat_and_dr_keep_the_client_as_outbound_destination() {
+        for fwd in [Forward::Nat, Forward::Dr] {
+            let snap = snapshot(fwd, 0);
+            let mut s = setup(16);
+            let out = run(&mut s, &snap, vec![syn(40001, 5)]);
+            let conns = s.conns.borrow();
+            let c = conns.conn(out[0].conn).unwrap();
+            assert_eq!((c.laddr(), c.lport()), (Addr::v4([198, 18, 5, 5]), 40001), "{fwd:?}");
+            assert_eq!(c.fnat_seq_delta, 0);
+        }
+    }
+
+    #[test]
+    fn max_conn_refuses_with_overload_and_flags_the_destination() {
+        let snap = snapshot(Forward::Nat, 2);
+        let mut s = setup(16);
+        let out = run(&mut s, &snap, vec![syn(1, 1), syn(2, 1), syn(3, 1)]);
+        assert_eq!(out.len(), 2);
+        let r = s.node.stats().report();
+        assert_eq!(r.dropped("overload"), 1);
+        assert!(s.loads.get(DestId(2)).overloaded);
+        assert_eq!(s.loads.get(DestId(2)).inactive, 2);
+    }
+
+    #[test]
+    fn pool_exhaustion_is_a_counted_drop_and_gives_back_what_was_taken() {
+        let snap = snapshot(Forward::Fnat, 0);
+        let mut s = setup(1);
+        let out = run(&mut s, &snap, vec![syn(1, 1), syn(2, 1)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(s.node.stats().report().dropped("pool_exhausted"), 1);
+        assert_eq!(
+            s.loads.get(DestId(2)).inactive,
+            1,
+            "the refused connection's count was undone"
+        );
+        let mut conns = s.conns.borrow_mut();
+        let owned = conns.ports().owned(LADDR);
+        assert_eq!(
+            conns.ports().available(LADDR),
+            owned - 1,
+            "the refused connection's port went back"
+        );
+    }
+
+    #[test]
+    fn a_packet_whose_connection_exists_joins_it() {
+        let snap = snapshot(Forward::Nat, 0);
+        let mut s = setup(16);
+        let out = run(&mut s, &snap, vec![syn(7, 1), syn(7, 1)]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].conn, out[1].conn);
+        assert_eq!(s.node.stage.counters(), ConnNewCounters { created: 1, joined: 1 });
+        assert_eq!(s.conns.borrow().len(), 1);
+    }
+}
