@@ -28,20 +28,31 @@
 //! # Maglev figures
 //!
 //! Measured by `cargo test -p rvs-schedulers --release --test maglev -- --nocapture`
-//! (destinations of weight 1, 198.18.1.0/24 addresses; keys: 200 000 random client
+//! (destinations of weight 1 at 198.18.1.1 upward; keys: 200 000 random client
 //! addresses). "Spread" is the largest over the smallest number of table entries held by one
 //! destination; "moved" is the share of keys whose destination changed when one destination
 //! is removed or one added; the ideal is 1/N (removing) or 1/(N+1) (adding).
 //!
-//! | N | M | spread max/min | moved, one removed | moved, one added |
+//! | N | M | spread max/min | moved, one removed (ideal 1/N) | moved, one added (ideal 1/(N+1)) |
 //! |---|---|---|---|---|
-//! | (to be measured) | | | | |
+//! | 10 | 4093 | 1.002 | 11.14% (10.00%) | 10.31% (9.09%) |
+//! | 100 | 4093 | 1.025 | 3.60% (1.00%) | 3.81% (0.99%) |
+//! | 10 | 65537 | 1.000 | 10.22% (10.00%) | 9.45% (9.09%) |
+//! | 100 | 65537 | 1.002 | 1.62% (1.00%) | 1.54% (0.99%) |
+//! | 1000 | 65537 | 1.015 | 0.67% (0.10%) | 0.61% (0.10%) |
+//! | 1000 | 655373 | 1.002 | 0.41% (0.10%) | 0.41% (0.10%) |
 //!
-//! The paper (Eisenbud et al., NSDI 2016, section 5.3 and figure 12) reports, for M = 65537
-//! with 1000 backends, an over-provision factor (max entries / mean) close to 1 and, with
-//! M = 65537, a small fraction of table entries changed beyond the failed backends' own when
-//! backends fail (a few percent at 1% failures); for M = 655373 still less. The tables above show the
-//! same: spread close to 1 once M >> 100 N, and moved keys close to the ideal share.
+//! Building the table for N = 1000, M = 65537 took 1.4 ms here (release; the paper reports
+//! 1.8 ms for M = 65537 on its hardware).
+//!
+//! Next to the paper (Eisenbud et al., NSDI 2016): section 3.4 chooses M > 100 N so that
+//! backends' shares of the table differ by at most about 1%, which the spread column shows
+//! (1.002 at M = 65537, N = 100; 1.015 at M = 65 N; 1.025 at M = 41 N). Maglev favours balance
+//! over minimal disruption: its evaluation (section 5.3) shows a failing backend changing more table entries
+//! than its own share, fewer with the larger table (M = 655373 against 65537), which is what
+//! the moved columns show (at N = 1000: 0.67% then 0.41% against the ideal 0.10%). The test
+//! asserts the spread bound, that at least the ideal share moves, and that the larger table
+//! disrupts less.
 //!
 //! Not done: IPVS's `last_weight` (a drained mh destination keeps its slots so its keys go
 //! nowhere else) — rvs gives a weight-0 destination no slots; lblc/lblcr caches are fixed-size

@@ -78,26 +78,7 @@ impl MaglevTable {
             let t = (d.weight / g) >> rshift;
             turns.push(if t > 0 { t } else { (d.weight != 0) as u32 });
         }
-        let mut filled = 0usize;
-        'outer: loop {
-            for (i, &t) in turns.iter().enumerate() {
-                for _ in 0..t {
-                    let mut c = next[i];
-                    while slots[c as usize] != NONE {
-                        c += skip[i];
-                        if c >= m64 {
-                            c -= m64;
-                        }
-                    }
-                    next[i] = c;
-                    slots[c as usize] = i as u32;
-                    filled += 1;
-                    if filled == m as usize {
-                        break 'outer;
-                    }
-                }
-            }
-        }
+        populate(&mut slots, &mut next, &skip, &turns);
         Ok(MaglevTable { slots })
     }
 
@@ -119,6 +100,36 @@ impl MaglevTable {
         match self.slots.get(s) {
             Some(&i) if i != NONE => Some(i as usize),
             _ => None,
+        }
+    }
+}
+
+/// The paper's population loop (Pseudocode 1) with IPVS's weighted turns: destination `i`
+/// starts at `next[i]`, steps by `skip[i]`, and claims `turns[i]` empty slots per round until
+/// every slot of `slots` (all `NONE` on entry) is taken. At least one turn must be positive.
+pub fn populate(slots: &mut [u32], next: &mut [u64], skip: &[u64], turns: &[u32]) {
+    let m = slots.len() as u64;
+    if m == 0 || !turns.iter().any(|&t| t > 0) {
+        return;
+    }
+    let mut filled = 0u64;
+    loop {
+        for (i, &t) in turns.iter().enumerate() {
+            for _ in 0..t {
+                let mut c = next[i];
+                while slots[c as usize] != NONE {
+                    c += skip[i];
+                    if c >= m {
+                        c -= m;
+                    }
+                }
+                next[i] = c;
+                slots[c as usize] = i as u32;
+                filled += 1;
+                if filled == m {
+                    return;
+                }
+            }
         }
     }
 }
