@@ -1,7 +1,49 @@
-//! rvs-plugin-host: the wasmtime host for WASM scheduler plugins: loads a module exporting the
-//! versioned scheduler ABI, gives each lcore its own instance, bounds every call, and falls back
-//! to a native scheduler on trap, timeout or a bad answer.
+//! rvs-plugin-host: the wasmtime host for WebAssembly scheduler plugins.
 //!
-//! Not built yet: this crate holds no code until the issue that fills it lands.
+//! A plugin is a core wasm module speaking the versioned ABI of `plugins/ABI.md` (records
+//! and offsets in [`abi`], asserted at compile time). The host:
+//!
+//! - keeps **one [`wasmtime::Engine`]** per [`Host`], with the pooling allocator, a bounded
+//!   wasm stack, and either epoch interruption (a clock thread advances the epoch; every
+//!   pick gets a deadline) or fuel (deterministic; what the containment tests use);
+//! - **compiles each module once** (by SHA-256 of its bytes, in memory, and optionally as
+//!   precompiled artifacts in a cache directory) and checks exports, imports (only
+//!   `rvs.log`, no WASI), the version marker and the memory before anything runs; a bad
+//!   module is a [`LoadError`] naming what is wrong;
+//! - gives each lcore its own store and instance from a shared `InstancePre`
+//!   ([`PluginFactory`] implements rvs-core's `SchedulerFactory`, [`PluginScheduler`] its
+//!   `Scheduler`), with typed function handles cached, memory capped by a resource limiter;
+//! - keeps the service's destination table **in the plugin's memory**: the static part is
+//!   rewritten with a new generation on `refresh`, and each pick writes only the counters that
+//!   changed since the previous pick (from `LoadTable`'s change log), then the flow, then
+//!   calls the typed pick function and checks the answer;
+//! - **contains faults**: a trap, a timeout, the memory cap or a bad answer sends that pick to
+//!   the service's native fallback scheduler, drops the instance and rebuilds it after an
+//!   exponential backoff; after repeated faults the plugin is disabled for the service. Each
+//!   case is counted by kind ([`PluginStats`]) and logged through `tracing`, rate-limited.
+//!
+//! Hot reload: [`Host::load_file`] compiles and probes a new plugin on the calling (control)
+//! thread and returns a new factory; the control plane publishes it in the next service
+//! snapshot, and each lcore builds its instance with [`PluginFactory::prepare`] (no lock a
+//! pick takes), so existing connections, which keep their destinations in the connection
+//! table, are untouched.
+//!
+//! Cost (bench `cargo bench -p rvs-plugin-host --bench plugin`, 64 destinations, figures in
+//! the crate's bench file header): see `benches/plugin.rs`.
+//!
+//! Not done here: the whole-graph new-connections-per-second comparison (the pipeline's) and
+//! the `scheduler = "wasm:PATH"` config parsing (the pipeline's control plane calls
+//! [`Host::load_file`] with the fallback factory it resolved).
+//!
+//! The only `unsafe` is `Module::deserialize_file` of the artifact cache (see `host.rs`).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod abi;
+mod error;
+mod host;
+mod plugin;
+
+pub use error::LoadError;
+pub use host::{Bound, Host, HostConfig};
+pub use plugin::{FaultKind, PluginFactory, PluginScheduler, PluginStats};
