@@ -66,6 +66,11 @@ uint16_t rvs_mbuf_refcnt_read(const struct rte_mbuf *m)
 	return rte_mbuf_refcnt_read(m);
 }
 
+uint16_t rvs_pktmbuf_data_room_size(struct rte_mempool *mp)
+{
+	return rte_pktmbuf_data_room_size(mp);
+}
+
 uint64_t rvs_mbuf_tx_offload(uint64_t il2, uint64_t il3, uint64_t il4, uint64_t tso, uint64_t ol3, uint64_t ol2)
 {
 	return rte_mbuf_tx_offload(il2, il3, il4, tso, ol3, ol2, 0);

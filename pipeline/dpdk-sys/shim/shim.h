@@ -32,6 +32,9 @@ static const uint64_t RVS_ETH_TX_OFFLOAD_UDP_CKSUM = RTE_ETH_TX_OFFLOAD_UDP_CKSU
 static const uint64_t RVS_ETH_TX_OFFLOAD_TCP_CKSUM = RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
 static const uint64_t RVS_ETH_TX_OFFLOAD_MBUF_FAST_FREE = RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
 static const uint64_t RVS_ETH_RX_OFFLOAD_RSS_HASH = RTE_ETH_RX_OFFLOAD_RSS_HASH;
+static const uint64_t RVS_ETH_RSS_IP = RTE_ETH_RSS_IP;
+static const uint64_t RVS_ETH_RSS_TCP = RTE_ETH_RSS_TCP;
+static const uint64_t RVS_ETH_RSS_UDP = RTE_ETH_RSS_UDP;
 static const uint64_t RVS_MBUF_F_RX_RSS_HASH = RTE_MBUF_F_RX_RSS_HASH;
 static const uint64_t RVS_MBUF_F_TX_TCP_CKSUM = RTE_MBUF_F_TX_TCP_CKSUM;
 static const uint64_t RVS_MBUF_F_TX_UDP_CKSUM = RTE_MBUF_F_TX_UDP_CKSUM;
@@ -66,6 +69,7 @@ uint16_t rvs_pktmbuf_headroom(const struct rte_mbuf *m);
 uint16_t rvs_pktmbuf_tailroom(const struct rte_mbuf *m);
 void rvs_pktmbuf_reset(struct rte_mbuf *m);
 uint16_t rvs_mbuf_refcnt_read(const struct rte_mbuf *m);
+uint16_t rvs_pktmbuf_data_room_size(struct rte_mempool *mp);
 uint64_t rvs_mbuf_tx_offload(uint64_t il2, uint64_t il3, uint64_t il4, uint64_t tso, uint64_t ol3, uint64_t ol2);
 
 /* Rings. */

@@ -17,6 +17,7 @@
 //! Everything here is `unsafe` FFI; the safe layer is the `rvs-dpdk` crate.
 
 #![allow(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 /// The generated bindings. Lints are relaxed for generated code only.
 #[allow(
@@ -30,7 +31,8 @@
     unsafe_op_in_unsafe_fn,
     clippy::all,
     clippy::pedantic,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::undocumented_unsafe_blocks
 )]
 mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
