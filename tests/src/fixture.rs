@@ -135,6 +135,9 @@ pub struct Fixture {
     pub allow_unclean: bool,
     /// Buffers in the pool.
     pub pool_size: usize,
+    /// Buffers expected out of the pool at the end (kept by stages); anything else is a
+    /// leak (a packet neither disposed of nor kept). Default 0.
+    pub pool_in_use: usize,
 }
 
 impl std::fmt::Debug for Fixture {
@@ -244,6 +247,7 @@ impl Fixture {
             ordered: false,
             allow_unclean: false,
             pool_size: 2048,
+            pool_in_use: 0,
         }
     }
     /// Add an input packet arriving on `port`.
@@ -294,6 +298,11 @@ impl Fixture {
     /// Accept outputs with bad checksums or malformed headers.
     pub fn allow_unclean(mut self) -> Self {
         self.allow_unclean = true;
+        self
+    }
+    /// Expect `n` buffers still out of the pool at the end (packets stages keep).
+    pub fn expect_pool_in_use(mut self, n: usize) -> Self {
+        self.pool_in_use = n;
         self
     }
     /// Use a pool of `n` buffers.
@@ -470,6 +479,13 @@ impl Fixture {
                     None => fails.push(format!("no stage named {stage:?} for counter {name}")),
                 },
             }
+        }
+        if o.pool_in_use != self.pool_in_use {
+            fails.push(format!(
+                "{} buffers out of the pool at the end, expected {} (a stage kept or leaked packets; \
+                 expect_pool_in_use sets the number kept)",
+                o.pool_in_use, self.pool_in_use
+            ));
         }
         if o.overflow != self.overflow {
             fails.push(format!(

@@ -65,8 +65,8 @@ pub fn diff(expected: &[u8], actual: &[u8]) -> String {
     s
 }
 
-/// Parse a hex string, ignoring whitespace, colons and `0x`-free line offsets ending in `:`
-/// (so pasted `tcpdump -xx` or Wireshark output works after removing the offset column).
+/// Parse a hex string, ignoring whitespace and colons (offset columns of pasted dumps must be
+/// removed first).
 pub fn parse(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = s.bytes().filter(|c| c.is_ascii_hexdigit()).collect();
     if s.bytes()

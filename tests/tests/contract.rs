@@ -401,6 +401,10 @@ fn held_packet_stays_held_until_its_time() {
     let err = f.try_run(32).expect_err("the SYN is still held");
     assert!(err.contains("tx port 2: expected packet missing"), "{err}");
     assert!(err.contains("hold.emitted = 0, expected 1"), "{err}");
+    assert!(
+        err.contains("1 buffers out of the pool at the end, expected 0"),
+        "{err}"
+    );
     let o = f.execute(32).expect("runs");
     assert_eq!(o.pool_in_use, 1, "the held packet's buffer is still out");
 }
@@ -453,6 +457,37 @@ fn unclean_output_is_reported() {
     let err = f.try_run(32).expect_err("bad checksum flagged");
     assert!(err.contains("is not clean"), "{err}");
     f.allow_unclean().run(32);
+}
+
+/// Forgets every packet it gets: the buffer is dropped instead of returned to the pool.
+#[derive(Debug, Default)]
+struct Leaky;
+
+impl<M: Mbuf> Stage<M> for Leaky {
+    type Next = Never;
+    type Drop = Never;
+    const NAME: &'static str = "leaky";
+
+    fn process(&mut self, _cx: &StageCx<'_>, input: &mut PacketVec<M>, _out: &mut Out<'_, M, Never, Never>) {
+        for p in input.drain() {
+            drop(p);
+        }
+    }
+}
+
+#[test]
+fn a_packet_neither_disposed_of_nor_kept_is_reported_as_a_leak() {
+    let f = Fixture::new("contract: leak", || {
+        let mut g = Graph::new(1, 1);
+        g.add(Leaky);
+        g
+    })
+    .input(0, udp(1).build());
+    let err = f.try_run(1).expect_err("leak found");
+    assert!(
+        err.contains("1 buffers out of the pool at the end, expected 0"),
+        "{err}"
+    );
 }
 
 // ---- overflow ----
