@@ -167,12 +167,13 @@ pub struct Outcome {
     pub pool_in_use: usize,
 }
 
-/// A counter of a stage report by name: `vectors`, `packets`, `tx`, `host`, `redirect`,
+/// A counter of a stage report by name: `vectors`, `packets`, `cycles`, `tx`, `host`, `redirect`,
 /// `held`, `emitted`, `drops` (all reasons), `drop.<reason>`, `next.<label>`.
 pub fn counter(r: &StageReport, name: &str) -> Option<u64> {
     Some(match name {
         "vectors" => r.vectors,
         "packets" => r.packets,
+        "cycles" => r.cycles,
         "tx" => r.tx,
         "host" => r.host,
         "redirect" => r.redirect,
