@@ -134,6 +134,31 @@ struct Node {
     next: u32,
 }
 
+/// A pool slot: the connection, whether it is live, its timer-wheel links and the absolute
+/// tick of the slot it waits in, and its jitter in nanoseconds (added to every deadline).
+#[derive(Debug, Clone)]
+struct Slot {
+    conn: Conn,
+    ttick: u64,
+    tnext: u32,
+    tprev: u32,
+    jitter: u32,
+    live: bool,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            conn: Conn::default(),
+            ttick: 0,
+            tnext: NIL,
+            tprev: NIL,
+            jitter: 0,
+            live: false,
+        }
+    }
+}
+
 /// Everything one lcore keeps about its connections.
 #[derive(Debug)]
 pub struct LcoreConns {
@@ -141,8 +166,9 @@ pub struct LcoreConns {
     lcore: u16,
     lcores: u16,
     loads: Arc<LoadTable>,
-    conns: Box<[Conn]>,
-    live: Box<[bool]>,
+    /// The pool: each connection with its timer links and jitter, side by side so a packet
+    /// touches one record.
+    slots: Box<[Slot]>,
     free: Vec<u32>,
     len: usize,
     // Hash.
@@ -151,12 +177,6 @@ pub struct LcoreConns {
     nodes: Box<[Node]>,
     // Timer wheel.
     wheel: Box<[u32]>,
-    tnext: Box<[u32]>,
-    tprev: Box<[u32]>,
-    /// The absolute tick of the slot each live connection waits in.
-    ttick: Box<[u64]>,
-    /// Per-connection jitter in nanoseconds, added to every deadline.
-    jitter: Box<[u32]>,
     cur_tick: u64,
     tick_ns: u64,
     rng: SplitMix64,
@@ -195,18 +215,13 @@ impl LcoreConns {
             lcore,
             lcores: lcores.max(1),
             loads,
-            conns: vec![Conn::default(); cap].into_boxed_slice(),
-            live: vec![false; cap].into_boxed_slice(),
+            slots: vec![Slot::default(); cap].into_boxed_slice(),
             free: (0..cap as u32).rev().collect(),
             len: 0,
             buckets: vec![NIL; nb].into_boxed_slice(),
             mask: (nb - 1) as u64,
             nodes: vec![Node { hash: 0, next: NIL }; 2 * cap].into_boxed_slice(),
             wheel: vec![NIL; WHEEL_SLOTS].into_boxed_slice(),
-            tnext: vec![NIL; cap].into_boxed_slice(),
-            tprev: vec![NIL; cap].into_boxed_slice(),
-            ttick: vec![0; cap].into_boxed_slice(),
-            jitter: vec![0; cap].into_boxed_slice(),
             cur_tick: 0,
             tick_ns,
             rng: SplitMix64::new(cfg.seed ^ 0x6a09_e667_f3bc_c908 ^ u64::from(lcore)),
@@ -238,7 +253,7 @@ impl LcoreConns {
     }
     /// Pool size.
     pub fn capacity(&self) -> usize {
-        self.conns.len()
+        self.slots.len()
     }
     /// The table's counts.
     pub fn stats(&self) -> &ConnStats {
@@ -270,7 +285,7 @@ impl LcoreConns {
             if node.hash == h {
                 let id = n >> 1;
                 let dir = if n & 1 == 0 { Dir::In } else { Dir::Out };
-                if self.conns[id as usize].tuple(dir) == t {
+                if self.slots[id as usize].conn.tuple(dir) == t {
                     return Some((id, dir));
                 }
             }
@@ -283,7 +298,8 @@ impl LcoreConns {
     #[inline]
     pub fn conn(&self, id: ConnId) -> Option<&Conn> {
         let i = id as usize;
-        if *self.live.get(i)? { Some(&self.conns[i]) } else { None }
+        let s = self.slots.get(i)?;
+        if s.live { Some(&s.conn) } else { None }
     }
 
     /// A live connection, writable. Changing its tuples does not rehash it: the table keeps
@@ -291,20 +307,17 @@ impl LcoreConns {
     #[inline]
     pub fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         let i = id as usize;
-        if *self.live.get(i)? {
-            Some(&mut self.conns[i])
-        } else {
-            None
-        }
+        let s = self.slots.get_mut(i)?;
+        if s.live { Some(&mut s.conn) } else { None }
     }
 
     /// Every live connection (control plane: `ipvsadm -L -c`).
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
-        self.conns
+        self.slots
             .iter()
             .enumerate()
-            .filter(|(i, _)| self.live[*i])
-            .map(|(i, c)| (i as ConnId, c))
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (i as ConnId, &s.conn))
     }
 
     /// DPVS's `dp_vs_conn_bind_dest` on this lcore's share of the limits: refuse (false, the
@@ -341,8 +354,8 @@ impl LcoreConns {
         };
         let i = id as usize;
         let jitter = self.rng.below(Now::SEC) as u32;
-        self.jitter[i] = jitter;
-        let c = &mut self.conns[i];
+        self.slots[i].jitter = jitter;
+        let c = &mut self.slots[i].conn;
         *c = conn;
         c.lcore = self.lcore;
         if c.timeout_secs == 0 {
@@ -354,7 +367,7 @@ impl LcoreConns {
         let expires = c.expires;
         self.link_node(2 * id, hin);
         self.link_node(2 * id + 1, hout);
-        self.live[i] = true;
+        self.slots[i].live = true;
         self.len += 1;
         let due = self.due_tick(expires);
         self.timer_link(id, due);
@@ -372,10 +385,11 @@ impl LcoreConns {
     #[inline]
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: TcpFlags, timeouts: &Timeouts, now: Now) {
         let i = id as usize;
-        if !self.live.get(i).copied().unwrap_or(false) {
+        if !self.slots.get(i).is_some_and(|s| s.live) {
             return;
         }
-        let c = &mut self.conns[i];
+        let slot = &mut self.slots[i];
+        let c = &mut slot.conn;
         let timeout = match c.in_tuple.proto {
             Proto::Tcp => {
                 let input_only = matches!(c.fwd, Forward::Dr | Forward::Tunnel) && !c.flags.has(ConnFlags::OUTPUT_SEEN);
@@ -403,10 +417,11 @@ impl LcoreConns {
             Proto::Icmp | Proto::Icmp6 => timeouts.icmp,
         };
         c.timeout_secs = timeout;
-        let expires = now.plus_secs(u64::from(timeout)).plus_nanos(u64::from(self.jitter[i]));
+        let expires = now.plus_secs(u64::from(timeout)).plus_nanos(u64::from(slot.jitter));
         c.expires = expires;
+        let waits_at = slot.ttick;
         let due = self.due_tick(expires).max(self.cur_tick);
-        if due < self.ttick[i] {
+        if due < waits_at {
             self.timer_unlink(id);
             self.timer_link(id, due);
             self.stats.timer_moved += 1;
@@ -416,13 +431,13 @@ impl LcoreConns {
     /// Remove connection `id` now (not by its timer), releasing what expiry releases.
     /// Returns the record as it was, or `None` for an id that is not live.
     pub fn remove(&mut self, id: ConnId, snap: &Snapshot) -> Option<Conn> {
-        if !self.live.get(id as usize).copied().unwrap_or(false) {
+        if !self.slots.get(id as usize).is_some_and(|s| s.live) {
             return None;
         }
         self.timer_unlink(id);
         self.release(id, snap);
         self.stats.removed += 1;
-        Some(self.conns[id as usize].clone())
+        Some(self.slots[id as usize].conn.clone())
     }
 
     /// Expire due connections, at most `budget` of them. Returns how many expired.
@@ -448,19 +463,19 @@ impl LcoreConns {
             let mut n = self.wheel[slot];
             self.wheel[slot] = NIL;
             while n != NIL {
-                let next = self.tnext[n as usize];
-                let expires = self.conns[n as usize].expires;
+                let next = self.slots[n as usize].tnext;
+                let expires = self.slots[n as usize].conn.expires;
                 if expires <= now {
                     if done == budget {
                         // Out of budget: put this entry and the rest back for the next call.
                         while n != NIL {
-                            let next = self.tnext[n as usize];
+                            let next = self.slots[n as usize].tnext;
                             self.timer_link(n, self.cur_tick);
                             n = next;
                         }
                         return done;
                     }
-                    f(n, &self.conns[n as usize]);
+                    f(n, &self.slots[n as usize].conn);
                     self.release(n, snap);
                     self.stats.expired += 1;
                     done += 1;
@@ -518,32 +533,32 @@ impl LcoreConns {
         let slot = (tick as usize) & (WHEEL_SLOTS - 1);
         let head = self.wheel[slot];
         let i = id as usize;
-        self.tnext[i] = head;
-        self.tprev[i] = NIL;
+        self.slots[i].tnext = head;
+        self.slots[i].tprev = NIL;
         if head != NIL {
-            self.tprev[head as usize] = id;
+            self.slots[head as usize].tprev = id;
         }
         self.wheel[slot] = id;
-        self.ttick[i] = tick;
+        self.slots[i].ttick = tick;
     }
 
     #[inline]
     fn timer_unlink(&mut self, id: u32) {
         let i = id as usize;
-        let (p, n) = (self.tprev[i], self.tnext[i]);
+        let (p, n) = (self.slots[i].tprev, self.slots[i].tnext);
         if p != NIL {
-            self.tnext[p as usize] = n;
+            self.slots[p as usize].tnext = n;
         } else {
-            let slot = (self.ttick[i] as usize) & (WHEEL_SLOTS - 1);
+            let slot = (self.slots[i].ttick as usize) & (WHEEL_SLOTS - 1);
             if self.wheel[slot] == id {
                 self.wheel[slot] = n;
             }
         }
         if n != NIL {
-            self.tprev[n as usize] = p;
+            self.slots[n as usize].tprev = p;
         }
-        self.tnext[i] = NIL;
-        self.tprev[i] = NIL;
+        self.slots[i].tnext = NIL;
+        self.slots[i].tprev = NIL;
     }
 
     /// Unhash, release the local port and the destination counters, free the slot. The
@@ -552,17 +567,17 @@ impl LcoreConns {
         let i = id as usize;
         self.unlink_node(2 * id);
         self.unlink_node(2 * id + 1);
-        self.live[i] = false;
-        self.tnext[i] = NIL;
-        self.tprev[i] = NIL;
+        self.slots[i].live = false;
+        self.slots[i].tnext = NIL;
+        self.slots[i].tprev = NIL;
         self.len -= 1;
         self.free.push(id);
-        let c = &self.conns[i];
+        let c = &self.slots[i].conn;
         if matches!(c.fwd, Forward::Fnat | Forward::Snat) {
             let (laddr, lport) = (c.laddr(), c.lport());
             self.ports.release(laddr, lport);
         }
-        let c = &self.conns[i];
+        let c = &self.slots[i].conn;
         if c.flags.has(ConnFlags::BOUND) {
             let counter = if c.flags.has(ConnFlags::TEMPLATE) {
                 Counter::Persistent

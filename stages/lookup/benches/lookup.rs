@@ -9,6 +9,7 @@
 //! would be if one vector were replayed). Hits are ACKs on FNAT connections, half inbound
 //! (client -> VIP) and half outbound (real server -> local address); misses are SYNs of
 //! flows the table does not hold. Moving the packets back into the input queue is included.
+//! The table has one bucket per tuple (2n buckets for n connections, each hashed twice).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -62,7 +63,7 @@ fn packet(t: &Tuple, flags: u8) -> Packet<HeapMbuf> {
 fn setup(n: usize) -> (Rc<RefCell<LcoreConns>>, Vec<Packet<HeapMbuf>>, Vec<Packet<HeapMbuf>>) {
     let cfg = ConnConfig {
         capacity: n,
-        buckets_log2: (n.next_power_of_two().trailing_zeros()) as u8,
+        buckets_log2: (n.next_power_of_two().trailing_zeros() + 1) as u8,
         seed: 9,
         timer_tick_ms: 10,
     };
