@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rvs_conn::{Conn, ConnConfig, LcoreConns, Tuple};
+use rvs_conn::{Conn, ConnConfig, LcoreConns, SharedConns, Tuple};
 use rvs_core::addr::{Addr, Proto};
 use rvs_core::load::LoadTable;
 use rvs_core::mbuf::{HeapMbuf, HeapPool};
@@ -60,7 +60,9 @@ fn packet(t: &Tuple, flags: u8) -> Packet<HeapMbuf> {
 }
 
 /// A table with `n` FNAT connections, plus packets hitting them and packets missing.
-fn setup(n: usize) -> (Rc<RefCell<LcoreConns>>, Vec<Packet<HeapMbuf>>, Vec<Packet<HeapMbuf>>) {
+type Pkts = Vec<Packet<HeapMbuf>>;
+
+fn setup(n: usize) -> (SharedConns, Pkts, Pkts) {
     let cfg = ConnConfig {
         capacity: n,
         buckets_log2: (n.next_power_of_two().trailing_zeros() + 1) as u8,
