@@ -37,6 +37,17 @@ pub enum LoadError {
         /// wasmtime's message.
         reason: String,
     },
+    /// The module needs more than an instance slot of the host holds (a memory starting
+    /// beyond the cap, too many tables or memories).
+    #[error("plugin {name}: exceeds the host's instance limits (memory cap {cap} bytes): {reason}")]
+    Limits {
+        /// The plugin.
+        name: String,
+        /// The host's memory cap.
+        cap: usize,
+        /// wasmtime's message.
+        reason: String,
+    },
     /// No `rvs_abi_vN` export.
     #[error("plugin {name}: exports no rvs_abi_v1 marker: not an rvs scheduler plugin")]
     NoMarker {

@@ -119,10 +119,10 @@ impl std::fmt::Debug for HostInner {
 impl Drop for HostInner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Ok(mut t) = self.ticker.lock() {
-            if let Some(h) = t.take() {
-                let _ = h.join();
-            }
+        if let Ok(mut t) = self.ticker.lock()
+            && let Some(h) = t.take()
+        {
+            let _ = h.join();
         }
     }
 }
@@ -269,34 +269,54 @@ impl Host {
     fn compile(&self, name: &str, bytes: &[u8]) -> Result<Module, LoadError> {
         classify(name, bytes)?;
         let key: [u8; 32] = Sha256::digest(bytes).into();
-        if let Ok(m) = self.inner.modules.lock() {
-            if let Some(module) = m.get(&key) {
-                return Ok(module.clone());
-            }
+        if let Ok(m) = self.inner.modules.lock()
+            && let Some(module) = m.get(&key)
+        {
+            return Ok(module.clone());
         }
         let cached = self.cache_path(&key);
         let mut module = None;
-        if let Some(p) = cached.as_ref().filter(|p| p.exists()) {
-            // SAFETY: `deserialize_file` trusts its input to be an artifact produced by
-            // `Module::serialize` of a compatible engine. The file is named by the SHA-256 of
-            // the source bytes and a hash of this engine's compatibility settings, and only
-            // this function writes into the cache directory (atomically, by rename), from a
-            // module it compiled itself; the directory is the operator's, as trusted as the
-            // rvs binary. wasmtime still checks the engine version and settings and refuses
-            // a mismatching artifact.
-            #[allow(unsafe_code)]
-            let m = unsafe { Module::deserialize_file(&self.inner.engine, p) };
-            match m {
-                Ok(m) => module = Some(m),
-                Err(e) => tracing::warn!(plugin = name, cache = %p.display(), "ignoring cached module: {e}"),
+        if let Some(p) = cached.as_ref() {
+            match std::fs::read(p) {
+                Ok(artifact) => {
+                    // SAFETY: `Module::deserialize` trusts its input to be an artifact that
+                    // `Module::serialize` produced (it is machine code that will run). The
+                    // file is named by the SHA-256 of the plugin's source bytes and a hash of
+                    // this engine's compatibility settings; only `store_artifact` writes into
+                    // the cache directory (atomically, by rename), from a module this host
+                    // compiled itself; the directory belongs to the operator and is as
+                    // trusted as the rvs binary. wasmtime still checks the artifact's
+                    // wasmtime version and engine settings and refuses a mismatch. The bytes
+                    // are read into memory first (not `deserialize_file`, which maps the
+                    // file: truncating a mapped file would fault the process).
+                    #[allow(unsafe_code)]
+                    let m = unsafe { Module::deserialize(&self.inner.engine, &artifact) };
+                    match m {
+                        Ok(m) => module = Some(m),
+                        Err(e) => tracing::warn!(plugin = name, cache = %p.display(), "ignoring cached module: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(plugin = name, cache = %p.display(), "cannot read cached module: {e}"),
             }
         }
         let module = match module {
             Some(m) => m,
             None => {
-                let m = Module::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile {
-                    name: name.into(),
-                    reason: format!("{e:#}"),
+                let m = Module::new(&self.inner.engine, bytes).map_err(|e| {
+                    let reason = format!("{e:#}");
+                    if reason.contains("pooling allocator") {
+                        LoadError::Limits {
+                            name: name.into(),
+                            cap: self.inner.cfg.memory_cap,
+                            reason,
+                        }
+                    } else {
+                        LoadError::Compile {
+                            name: name.into(),
+                            reason,
+                        }
+                    }
                 })?;
                 if let Some(p) = cached {
                     store_artifact(&m, &p, name);
@@ -389,10 +409,10 @@ fn check_module(name: &str, module: &Module, memory_cap: usize) -> Result<Export
     let mut marker_majors = vec![];
     let mut have = HashMap::new();
     for exp in module.exports() {
-        if let Some(v) = exp.name().strip_prefix(abi::MARKER_PREFIX) {
-            if let Ok(n) = v.parse::<u32>() {
-                marker_majors.push(n);
-            }
+        if let Some(v) = exp.name().strip_prefix(abi::MARKER_PREFIX)
+            && let Ok(n) = v.parse::<u32>()
+        {
+            marker_majors.push(n);
         }
         have.insert(exp.name().to_string(), exp.ty());
     }

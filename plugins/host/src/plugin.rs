@@ -499,10 +499,10 @@ impl Live {
             all(mem);
         } else {
             let done = loads.changes_since(self.seq).for_each(|id| {
-                if let Some(&i) = slots.get(id.0 as usize) {
-                    if i != u32::MAX {
-                        abi::write_load(mem, area, cap, i as usize, &abi::load(loads.get(id)));
-                    }
+                if let Some(&i) = slots.get(id.0 as usize)
+                    && i != u32::MAX
+                {
+                    abi::write_load(mem, area, cap, i as usize, &abi::load(loads.get(id)));
                 }
             });
             if done.is_none() {
@@ -769,10 +769,10 @@ impl PluginScheduler {
         let Some(live) = self.live.as_mut() else {
             return Outcome::Fallback;
         };
-        if live.svc_key != self.svc_key {
-            if let Err(f) = live.sync_table(&self.host, cx.svc) {
-                return Outcome::Fault(f);
-            }
+        if live.svc_key != self.svc_key
+            && let Err(f) = live.sync_table(&self.host, cx.svc)
+        {
+            return Outcome::Fault(f);
         }
         if !live.served {
             return Outcome::Fallback;
@@ -820,11 +820,11 @@ impl Scheduler for PluginScheduler {
     fn refresh(&mut self, svc: &Service) {
         self.fallback.refresh(svc);
         self.set_service(svc);
-        if let Some(live) = self.live.as_mut() {
-            if let Err(f) = live.sync_table(&self.host, svc) {
-                let now = self.last_now;
-                self.fault(f, now);
-            }
+        if let Some(live) = self.live.as_mut()
+            && let Err(f) = live.sync_table(&self.host, svc)
+        {
+            let now = self.last_now;
+            self.fault(f, now);
         }
     }
 
