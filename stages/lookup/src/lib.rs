@@ -463,6 +463,74 @@ mod tests {
         );
     }
 
+    #[derive(Debug)]
+    struct NoSched;
+    impl rvs_core::sched::Scheduler for NoSched {
+        fn name(&self) -> &str {
+            "none"
+        }
+        fn pick(&mut self, _: &rvs_core::sched::SchedCx<'_>, _: &rvs_core::sched::Flow<'_>) -> Option<usize> {
+            None
+        }
+    }
+    impl rvs_core::sched::SchedulerFactory for NoSched {
+        fn name(&self) -> &str {
+            "none"
+        }
+        fn instance(&self, _: u16, _: u64) -> Box<dyn rvs_core::sched::Scheduler> {
+            Box::new(NoSched)
+        }
+    }
+
+    fn snapshot(generation: u64, port: u16, established: u32) -> Snapshot {
+        use rvs_core::service::{Service, ServiceKey};
+        let key = ServiceKey {
+            proto: Proto::Tcp,
+            vip: VIP,
+            port,
+        };
+        let mut svc = Service::new(key, Forward::Fnat, Arc::new(NoSched));
+        svc.local_addrs = vec![LADDR].into();
+        svc.timeouts.established = established;
+        Snapshot::build(generation, 1, Default::default(), vec![svc]).unwrap()
+    }
+
+    #[test]
+    fn timeouts_come_from_the_connections_service() {
+        let conns = shared(0, 1);
+        let mut c = fnat_conn(40000, 2000);
+        c.svc = 0;
+        c.generation = 5;
+        c.state = TcpState::SynRecv.number();
+        let id = conns.borrow_mut().insert(c, Now::from_secs(1)).unwrap();
+        let mut node = Node::new(Lookup::new(conns.clone()), 64);
+        let mut exits = Exits::new(1, 1, 64);
+        let mut pool = HeapPool::new(8);
+        let mut go = |snap: &Snapshot, node: &mut Node<HeapMbuf, Lookup>| {
+            let mut input = PacketVec::with_capacity(4);
+            input.push(pkt(CLIENT, 40000, VIP, 80, ACK)).unwrap();
+            node.run(
+                &StageCx {
+                    now: Now::from_secs(2),
+                    lcore: 0,
+                    snapshot: snap,
+                },
+                &mut input,
+                &mut exits,
+                &mut pool,
+            );
+            node.queue(LookupNext::Hit).drain().count();
+            conns.borrow().conn(id).unwrap().timeout_secs
+        };
+        // The snapshot the connection was made under.
+        assert_eq!(go(&snapshot(5, 80, 1234), &mut node), 1234);
+        // A later snapshot whose service 0 still has the connection's VIP and port.
+        assert_eq!(go(&snapshot(6, 80, 4321), &mut node), 4321);
+        // A later snapshot where index 0 is another service: DPVS's default, counted.
+        assert_eq!(go(&snapshot(7, 443, 999), &mut node), Timeouts::DPVS.established);
+        assert_eq!(node.stage.counters().service_gone, 1);
+    }
+
     #[test]
     fn misses_go_to_schedule_untouched() {
         let conns = shared(0, 1);
