@@ -270,3 +270,54 @@ pub fn version() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lean_args_are_what_the_notes_measured() {
+        let a = EalArgs {
+            file_prefix: "p1".into(),
+            cores: "0-1".into(),
+            vdevs: vec!["net_null0".into(), "net_pcap0,rx_pcap=a.pcap".into()],
+            extra: vec!["--in-memory-not".into()],
+            ..EalArgs::default()
+        }
+        .to_args();
+        let want = [
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "--no-telemetry",
+            "--file-prefix=p1",
+            "--log-level=warning",
+            "-l",
+            "0-1",
+            "--vdev=net_null0",
+            "--vdev=net_pcap0,rx_pcap=a.pcap",
+            "--in-memory-not",
+        ];
+        assert_eq!(a, want);
+        let m = EalArgs {
+            lcores_map: Some("0@0,1@0,2@0".into()),
+            no_huge: false,
+            no_pci: false,
+            ..EalArgs::default()
+        }
+        .to_args();
+        assert!(m.contains(&"--lcores=0@0,1@0,2@0".to_string()));
+        assert!(!m.iter().any(|s| s == "-l" || s == "--no-huge" || s == "--no-pci"));
+    }
+
+    #[test]
+    fn errors_name_the_call_and_dpdk_message() {
+        let e = Error::dpdk("rte_eth_dev_start", -19);
+        let s = e.to_string();
+        assert!(s.starts_with("rte_eth_dev_start failed: "), "{s}");
+        assert!(s.contains("errno 19"), "{s}");
+        assert!(s.contains("No such device"), "{s}");
+    }
+}

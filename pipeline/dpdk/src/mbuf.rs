@@ -5,8 +5,10 @@
 //! layout `dpdk-sys` asserts at compile time; only allocation and freeing go through the C
 //! shim. `prepend`/`adj`/`trim`/`append` do what `rte_pktmbuf_prepend`/`_adj`/`_trim`/
 //! `_append` do on a single segment (the integration tests check them against those very
-//! functions). rvs never builds chained mbufs, and the receive path frees chained ones
-//! (see [`crate::port::RxQueue`]), so every `RteMbuf` is one segment.
+//! functions). rvs never builds chained mbufs, and the checked receive paths free chained
+//! ones (see [`crate::port::RxQueue`]). A chained mbuf that gets through the raw
+//! `rx_burst` stays memory-safe (every access is bounded by the first segment's
+//! `data_off`, `data_len` and `buf_len`) but shows only its first segment.
 
 use std::ptr::NonNull;
 
@@ -139,6 +141,12 @@ impl RteMbuf {
     #[inline]
     pub fn nb_segs(&self) -> u16 {
         self.raw().nb_segs
+    }
+    /// True for a single-segment mbuf (what every `Mbuf` operation assumes; a chained one
+    /// shows its first segment only).
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        self.raw().nb_segs == 1
     }
     /// The pool the mbuf returns to.
     #[inline]
