@@ -34,6 +34,7 @@ fn main() {
     println!("cargo:rerun-if-changed=shim/shim.h");
     println!("cargo:rerun-if-changed=shim/shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
 
     let version = pkg_config(&["--modversion", "libdpdk"]).unwrap_or_else(|e| fail(&e));
     if let Err(e) = pkg_config(&["--atleast-version", MIN_VERSION, "libdpdk"]) {
