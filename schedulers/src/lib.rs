@@ -54,6 +54,34 @@
 //! asserts the spread bound, that at least the ideal share moves, and that the larger table
 //! disrupts less.
 //!
+//! # Cost of one decision
+//!
+//! `cargo bench -p rvs-schedulers --bench criterion -- --warm-up-time 0.3 --measurement-time 1`
+//! (median ns, 2 shared vCPUs, through the `dyn Scheduler` call; loads random, no ties) and
+//! `cargo bench -p rvs-schedulers --bench iai` (instructions, iai-callgrind 0.16.1; each figure
+//! includes about 740 instructions of harness and fixture drop, so compare differences):
+//!
+//! | scheduler | 8 dests ns | 256 dests ns | 8 dests Ir | 256 dests Ir |
+//! |---|---|---|---|---|
+//! | rr | 22.5 | 22.7 | 769 | 887 |
+//! | wrr | 17.7 | 18.1 | 871 | 989 |
+//! | lc | 32.2 | 843 | 986 | 8792 |
+//! | wlc | 42.6 | 1211 | 1092 | 12858 |
+//! | sed | 38.9 | 1174 | 1084 | 12610 |
+//! | nq | 29.9 | 18.2 | 959 | 882 |
+//! | sh | 21.8 | 22.7 | 917 | 1003 |
+//! | dh | 19.0 | 17.3 | 909 | 995 |
+//! | lblc | 20.7 | 20.3 | 1368 | 13382 |
+//! | lblcr | 30.1 | 29.2 | 1393 | 13903 |
+//! | fo | 27.9 | 680 | 875 | 8433 |
+//! | ovf | 24.7 | 588 | 882 | 8486 |
+//! | mh | 19.1 | 18.6 | 988 | 1132 |
+//! | conhash | 48.9 | 120 | 1114 | 1219 |
+//! | twos | 106 | 1651 | 1392 | 19223 |
+//!
+//! (criterion repeats picks, so lblc/lblcr mostly hit their cache; iai measures the first
+//! pick, a miss that runs the wlc scan. nq at 256 finds an idle destination early.)
+//!
 //! Not done: IPVS's `last_weight` (a drained mh destination keeps its slots so its keys go
 //! nowhere else) — rvs gives a weight-0 destination no slots; lblc/lblcr caches are fixed-size
 //! per lcore (see [`lblc`]); conhash hashes with rvs's hash rather than libconhash's MD5.
