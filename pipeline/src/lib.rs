@@ -1,6 +1,13 @@
-//! rvs-pipeline: the DPDK poll loop, ports, lcore workers and control plane, and the `rvs` and
-//! `rvsctl` binaries.
-//!
-//! Not built yet: this crate holds no code until the issue that fills it lands.
+//! rvs-pipeline: the data plane around the stages: the configuration, one lcore's stage graph
+//! ([`worker`]), `rvs replay` over heap buffers ([`replay`]), the embedded demo, and the `rvs`
+//! binary. The DPDK poll loop (`rvs run`) and `rvsctl` join as they land.
 
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo;
+pub mod frames;
+pub mod l2;
+pub mod pcap;
+pub mod replay;
+pub mod worker;

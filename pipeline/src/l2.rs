@@ -1,0 +1,37 @@
+//! The interface, neighbour and route tables xmit reads, built from the configuration.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rvs_xmit::l2::L2;
+
+use crate::config::{Config, Mac};
+
+fn mac_text(m: &Mac) -> String {
+    let b = m.0;
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
+/// Interfaces (port index = position in the file), static neighbours, connected routes from
+/// interface addresses, and static routes.
+pub fn build(cfg: &Config) -> anyhow::Result<Arc<L2>> {
+    let mut l2 = L2::new();
+    for i in &cfg.interfaces {
+        let addrs: Vec<String> = i.addresses.iter().map(|p| format!("{}/{}", p.addr, p.len)).collect();
+        let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        l2.add_interface(&i.name, &mac_text(&i.mac), &refs)
+            .with_context(|| format!("interface {}", i.name))?;
+    }
+    for n in &cfg.neighbors {
+        l2.add_neighbor(&n.ip.0.to_string(), &mac_text(&n.mac))
+            .with_context(|| format!("neighbor {}", n.ip.0))?;
+    }
+    for r in &cfg.routes {
+        l2.add_route(&format!("{}/{}", r.prefix.addr, r.prefix.len), &r.via.0.to_string())
+            .with_context(|| format!("route {}/{} via {}", r.prefix.addr, r.prefix.len, r.via.0))?;
+    }
+    Ok(Arc::new(l2))
+}

@@ -1,0 +1,152 @@
+//! One lcore's share of the data plane: its connections, destination counters and the stage
+//! graph, the same code over heap buffers (`rvs replay`) and `rte_mbuf`s (`rvs run`).
+//!
+//! ```text
+//! parse -> lookup --hit--> xmit
+//!                 \--miss--> schedule -> conn-new --/
+//! ```
+//!
+//! Followers that schedule recirculates (packets of a flow an earlier packet of the same
+//! vector is creating) come back through this lcore's own redirect queue and are fed in
+//! front of the next vector.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rvs_conn::{ConnConfig, LcoreConns, SharedConns};
+use rvs_conn_new::ConnNew;
+use rvs_core::load::LoadTable;
+use rvs_core::mbuf::{Mbuf, PacketPool};
+use rvs_core::service::Snapshot;
+use rvs_core::stage::{Graph, NodeId, Packet, StageCx};
+use rvs_core::time::Now;
+use rvs_lookup::Lookup;
+use rvs_parse::Parse;
+use rvs_schedule::Schedule;
+use rvs_xmit::Xmit;
+
+use crate::config::Config;
+use crate::l2;
+
+/// Node handles of a worker's graph.
+#[derive(Debug, Clone, Copy)]
+pub struct Nodes {
+    /// parse.
+    pub parse: NodeId<Parse>,
+    /// lookup.
+    pub lookup: NodeId<Lookup>,
+    /// schedule.
+    pub schedule: NodeId<Schedule>,
+    /// conn-new.
+    pub conn_new: NodeId<ConnNew>,
+    /// xmit.
+    pub xmit: NodeId<Xmit>,
+}
+
+/// One lcore's data plane.
+pub struct Worker<M: Mbuf + 'static> {
+    /// The stage graph.
+    pub graph: Graph<M>,
+    /// Its nodes.
+    pub nodes: Nodes,
+    /// This lcore's connections.
+    pub conns: SharedConns,
+    /// This lcore's destination counters.
+    pub loads: Arc<LoadTable>,
+    /// This lcore.
+    pub lcore: u16,
+    recirculated: u64,
+}
+
+impl<M: Mbuf + 'static> std::fmt::Debug for Worker<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("lcore", &self.lcore)
+            .field("graph", &self.graph)
+            .finish()
+    }
+}
+
+impl<M: Mbuf + 'static> Worker<M> {
+    /// Build lcore `lcore` of `lcores` from the configuration.
+    pub fn new(cfg: &Config, lcore: u16, lcores: u16) -> anyhow::Result<Self> {
+        let seed = cfg.pipeline.seed ^ ((lcore as u64) << 48);
+        let loads = Arc::new(LoadTable::new(cfg.conn.dest_slots));
+        let conns: SharedConns = Rc::new(RefCell::new(LcoreConns::new(
+            ConnConfig {
+                capacity: cfg.conn.capacity,
+                buckets_log2: cfg.conn.buckets_log2,
+                seed,
+                timer_tick_ms: 10,
+            },
+            lcore,
+            lcores,
+            loads.clone(),
+        )));
+        let ports = cfg.interfaces.len().max(1);
+        let mut graph = Graph::new(ports, lcores as usize);
+        let parse = graph.add(Parse::new());
+        let lookup = graph.add(Lookup::new(conns.clone()));
+        let schedule = graph.add(Schedule::new(loads.clone(), seed));
+        let conn_new = graph.add(ConnNew::new(conns.clone(), rvs_core::hash::mix64(seed ^ 0x666e_6174)));
+        let xmit = graph.add(Xmit::new(conns.clone(), l2::build(cfg)?));
+        graph.connect(parse, rvs_parse::ParseNext::Ip, lookup)?;
+        graph.connect(lookup, rvs_lookup::LookupNext::Hit, xmit)?;
+        graph.connect(lookup, rvs_lookup::LookupNext::Miss, schedule)?;
+        graph.connect(schedule, rvs_schedule::ScheduleNext::New, conn_new)?;
+        graph.connect(conn_new, rvs_conn_new::ConnNewNext::Xmit, xmit)?;
+        graph.check()?;
+        Ok(Worker {
+            graph,
+            nodes: Nodes {
+                parse,
+                lookup,
+                schedule,
+                conn_new,
+                xmit,
+            },
+            conns,
+            loads,
+            lcore,
+            recirculated: 0,
+        })
+    }
+
+    /// Room for more packets in this vector.
+    pub fn room(&self) -> usize {
+        self.graph.input_room()
+    }
+
+    /// Queue a received packet.
+    pub fn push(&mut self, p: Packet<M>) -> Result<(), Packet<M>> {
+        self.graph.push(p)
+    }
+
+    /// Run one vector at `now` over `snap`, then feed recirculated packets back in front of
+    /// the next vector.
+    pub fn run(&mut self, now: Now, snap: &Snapshot, pool: &mut dyn PacketPool<M>) {
+        let cx = StageCx {
+            now,
+            lcore: self.lcore,
+            snapshot: snap,
+        };
+        self.graph.run(&cx, pool, true);
+        self.recirculated += self.graph.recirculate(self.lcore as usize, pool) as u64;
+    }
+
+    /// Packets waiting for the next vector (recirculated ones).
+    pub fn queued(&self) -> usize {
+        self.graph.queued()
+    }
+
+    /// Packets recirculated so far.
+    pub fn recirculated(&self) -> u64 {
+        self.recirculated
+    }
+
+    /// Expire due connections (at most `budget`).
+    pub fn expire(&mut self, now: Now, snap: &Snapshot, budget: usize) -> usize {
+        self.conns.borrow_mut().expire(now, budget, snap)
+    }
+}
