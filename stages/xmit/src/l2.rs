@@ -15,9 +15,8 @@
 //! balancer has a handful of routes); neighbour lookup is one hash probe. Nothing here
 //! allocates per packet.
 
-use std::collections::HashMap;
-
 use rvs_core::addr::Addr;
+use rvs_core::hash::FastMap;
 use rvs_core::wire::ethernet::{Mac, format_mac, parse_mac};
 
 /// A configuration error in the L2 tables, naming what is wrong.
@@ -139,7 +138,7 @@ pub struct L2 {
     ifaces: Vec<Interface>,
     /// Sorted by prefix length, longest first.
     routes: Vec<Route>,
-    neighbors: HashMap<Addr, Mac>,
+    neighbors: FastMap<Addr, Mac>,
 }
 
 impl L2 {
