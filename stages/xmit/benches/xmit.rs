@@ -26,8 +26,10 @@ const VEC: usize = 32;
 
 fn l2() -> L2 {
     let mut l2 = L2::new();
-    l2.add_interface("port0", "02:00:00:00:00:01", &["198.18.0.1/24", "198.18.1.1/24"]).unwrap();
-    l2.add_interface("port1", "02:00:00:00:00:02", &["198.18.2.1/24"]).unwrap();
+    l2.add_interface("port0", "02:00:00:00:00:01", &["198.18.0.1/24", "198.18.1.1/24"])
+        .unwrap();
+    l2.add_interface("port1", "02:00:00:00:00:02", &["198.18.2.1/24"])
+        .unwrap();
     l2.add_neighbor("198.18.1.11", "02:00:00:00:01:11").unwrap();
     l2.add_neighbor("198.18.2.254", "02:00:00:00:02:fe").unwrap();
     l2.set_default_gateway("198.18.2.254").unwrap();
@@ -35,7 +37,11 @@ fn l2() -> L2 {
 }
 
 fn setup(fwd: Forward, dir: Dir) -> (SharedConns, Vec<(Vec<u8>, PacketMeta)>) {
-    let cfg = ConnConfig { capacity: 1024, buckets_log2: 10, ..ConnConfig::default() };
+    let cfg = ConnConfig {
+        capacity: 1024,
+        buckets_log2: 10,
+        ..ConnConfig::default()
+    };
     let conns: SharedConns = Rc::new(RefCell::new(LcoreConns::new(cfg, 0, 1, Arc::new(LoadTable::new(4)))));
     let mut frames = Vec::new();
     for i in 0..VEC as u16 {
@@ -47,8 +53,21 @@ fn setup(fwd: Forward, dir: Dir) -> (SharedConns, Vec<(Vec<u8>, PacketMeta)>) {
             dport: 80,
         };
         let rport = if fwd == Forward::Dr { 80 } else { 8080 };
-        let out = Conn::out_tuple_for(fwd, &inb, Addr::v4([198, 18, 1, 11]), rport, Addr::v4([198, 18, 1, 1]), 2000 + i);
-        let c = Conn { in_tuple: inb, out_tuple: out, fwd, fnat_seq_delta: 0x1234_5678, ..Conn::default() };
+        let out = Conn::out_tuple_for(
+            fwd,
+            &inb,
+            Addr::v4([198, 18, 1, 11]),
+            rport,
+            Addr::v4([198, 18, 1, 1]),
+            2000 + i,
+        );
+        let c = Conn {
+            in_tuple: inb,
+            out_tuple: out,
+            fwd,
+            fnat_seq_delta: 0x1234_5678,
+            ..Conn::default()
+        };
         let id = conns.borrow_mut().insert(c, Now::from_secs(1)).unwrap();
         let t = if dir == Dir::In { inb } else { out };
         let b = Pkt::eth(mac(9), mac(1))
@@ -57,7 +76,11 @@ fn setup(fwd: Forward, dir: Dir) -> (SharedConns, Vec<(Vec<u8>, PacketMeta)>) {
             .flags(ACK)
             .seq(1000)
             .ack(2000);
-        let b = if dir == Dir::Out { b.nop().nop().sack(&[(3000, 4000)]) } else { b.nop().nop().timestamps(1, 2) };
+        let b = if dir == Dir::Out {
+            b.nop().nop().sack(&[(3000, 4000)])
+        } else {
+            b.nop().nop().timestamps(1, 2)
+        };
         let bytes = b.payload(&[0; 64]).build();
         let mut m = PacketMeta::new();
         rvs_parse::parse(&bytes, &mut m, true).unwrap();
@@ -70,7 +93,11 @@ fn setup(fwd: Forward, dir: Dir) -> (SharedConns, Vec<(Vec<u8>, PacketMeta)>) {
 
 fn bench(c: &mut Criterion) {
     let snap = Snapshot::empty();
-    let cx = StageCx { now: Now::from_secs(1), lcore: 0, snapshot: &snap };
+    let cx = StageCx {
+        now: Now::from_secs(1),
+        lcore: 0,
+        snapshot: &snap,
+    };
     let mut g = c.benchmark_group("xmit");
     g.throughput(Throughput::Elements(VEC as u64));
     let cases = [
