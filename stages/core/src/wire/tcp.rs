@@ -600,4 +600,25 @@ mod tests {
         let o: Vec<_> = TcpOptions::new(&[8, 4, 0, 0]).collect();
         assert_eq!(o, vec![Ok((0, TcpOption::Unknown { kind: 8, data: &[0, 0] }))]);
     }
+
+    proptest::proptest! {
+        // On arbitrary segments the option walk and every in-place rewrite never panic, and a
+        // checksum that verified before a rewrite verifies after it (RFC 1624's promise).
+        #[test]
+        fn rewrites_never_panic_and_keep_the_checksum(
+            mut v in proptest::collection::vec(proptest::prelude::any::<u8>(), 20..80),
+            doff in 5u8..16, d in proptest::prelude::any::<u32>(), mss in proptest::prelude::any::<u16>(),
+        ) {
+            v[12] = doff << 4;
+            let ps = pseudo() + v.len() as u32;
+            TcpPacket::new_unchecked(&mut v[..]).fill_checksum(ps);
+            let Ok(mut p) = TcpPacket::new_checked(&mut v[..]) else { return Ok(()) };
+            let _ = p.options().count();
+            p.nop_timestamp();
+            p.rewrite_sack(|e| e.wrapping_add(d));
+            p.clamp_mss(mss);
+            p.rewrite_seq(d);
+            proptest::prop_assert!(checksum::verifies(&v, ps));
+        }
+    }
 }
