@@ -7,6 +7,8 @@
 //!   the per-packet state transition and the destination counters it moves;
 //! - [`state`]: the TCP state machine of IPVS/DPVS (the kernel's three tables, IPVS state
 //!   numbering) and the per-state timeouts;
+//! - [`owner`]: [`OwnerTable`], which lcore owns a connection, for all lcores (DPVS's
+//!   `dp_vs_redirect`), where neither the device nor the local port can say;
 //! - [`sapool`]: the FNAT/SNAT local ports of one lcore (DPVS's `sa_pool`), partitioned so the
 //!   port of a reply names the lcore that owns its connection.
 //!
@@ -28,11 +30,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod conn;
+pub mod owner;
 pub mod sapool;
 pub mod state;
 pub mod table;
 
 pub use conn::{Conn, ConnFlags, ConnId, Tuple};
+pub use owner::OwnerTable;
 pub use sapool::SaPool;
 pub use state::TcpState;
 pub use table::{ConnConfig, ConnError, ConnStats, LcoreConns, SharedConns, hash_tuple};
