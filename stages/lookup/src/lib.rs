@@ -15,7 +15,10 @@
 //! 3. A miss whose destination is an FNAT/SNAT local address and whose port another lcore owns
 //!    ([`SaPool::owner_lcore`], DPVS's `sa_pool` partition) is a reply for that lcore's
 //!    connection: it is redirected there, as DPVS's flow rules or `dp_vs_redirect` would.
-//! 4. Any other miss goes on [`LookupNext::Miss`] (to schedule), protocols rvs does not track
+//! 4. With an owner table set ([`Lookup::set_owners`], several lcores), a miss whose tuple
+//!    another lcore owns ([`rvs_conn::OwnerTable`], DPVS's `dp_vs_redirect`: NAT replies and
+//!    packets of a connection that arrived on another lcore's queue) is redirected there.
+//! 5. Any other miss goes on [`LookupNext::Miss`] (to schedule), protocols rvs does not track
 //!    included: schedule sends those to the host path.
 //!
 //! The service's timeouts are found through `cx.snapshot.services[conn.svc]` when the snapshot
@@ -35,7 +38,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use rvs_conn::{LcoreConns, SaPool, SharedConns, TcpState, Tuple};
+use std::sync::Arc;
+
+use rvs_conn::{LcoreConns, OwnerTable, SaPool, SharedConns, TcpState, Tuple};
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::Dir;
 use rvs_core::service::{Snapshot, Timeouts};
@@ -104,6 +109,8 @@ pub struct LookupCounters {
     pub miss: u64,
     /// Replies redirected to the lcore owning their local port.
     pub redirected: u64,
+    /// Misses redirected to the lcore the owner table names.
+    pub redirected_owner: u64,
     /// Packets that changed their connection's TCP state.
     pub state_changes: u64,
     /// Hits whose service is gone from the snapshot (DPVS default timeouts applied).
@@ -116,6 +123,7 @@ impl LookupCounters {
         self.hit_out += o.hit_out;
         self.miss += o.miss;
         self.redirected += o.redirected;
+        self.redirected_owner += o.redirected_owner;
         self.state_changes += o.state_changes;
         self.service_gone += o.service_gone;
     }
@@ -148,6 +156,7 @@ pub struct Lookup {
     conns: SharedConns,
     counters: LookupCounters,
     trace: Option<TraceRing>,
+    owners: Option<Arc<OwnerTable>>,
 }
 
 #[derive(Debug)]
@@ -185,7 +194,13 @@ impl Lookup {
             conns,
             counters: LookupCounters::default(),
             trace: None,
+            owners: None,
         }
+    }
+    /// Consult `owners` on a miss and redirect packets another lcore owns (pipelines with
+    /// several lcores; control path).
+    pub fn set_owners(&mut self, owners: Arc<OwnerTable>) {
+        self.owners = Some(owners);
     }
     /// The shared connection table.
     pub fn conns(&self) -> &SharedConns {
@@ -221,6 +236,7 @@ impl Lookup {
     fn one<M: Mbuf>(
         conns: &mut LcoreConns,
         cx: &StageCx<'_>,
+        owners: Option<&OwnerTable>,
         p: rvs_core::stage::Packet<M>,
         c: &mut LookupCounters,
         out: &mut Out<'_, M, LookupNext, LookupDrop>,
@@ -289,6 +305,15 @@ impl Lookup {
                         return tr;
                     }
                 }
+                if lcores > 1
+                    && let Some(owner) = owners.and_then(|o| o.owner(&t))
+                    && owner != cx.lcore
+                {
+                    c.redirected_owner += 1;
+                    out.redirect(owner, p);
+                    tr.outcome = LookupTrace::REDIRECTED;
+                    return tr;
+                }
                 c.miss += 1;
                 out.next(LookupNext::Miss, p);
                 tr.outcome = LookupNext::Miss as u8;
@@ -308,15 +333,16 @@ impl<M: Mbuf> Stage<M> for Lookup {
         {
             let mut guard = self.conns.borrow_mut();
             let conns = &mut *guard;
+            let owners = self.owners.as_deref();
             match &mut self.trace {
                 None => {
                     for p in input.drain() {
-                        Self::one(conns, cx, p, &mut local, out);
+                        Self::one(conns, cx, owners, p, &mut local, out);
                     }
                 }
                 Some(ring) => {
                     for p in input.drain() {
-                        let t = Self::one(conns, cx, p, &mut local, out);
+                        let t = Self::one(conns, cx, owners, p, &mut local, out);
                         ring.push(t);
                     }
                 }
@@ -613,6 +639,32 @@ mod tests {
         assert_eq!(r.miss.len(), 1);
         assert_eq!(r.redirected, vec![0, 0, 1, 1]);
         assert_eq!(node.stage.counters().redirected, 2);
+    }
+
+    #[test]
+    fn misses_another_lcore_owns_go_there_by_the_owner_table() {
+        let conns = shared(0, 2);
+        let owners = Arc::new(OwnerTable::new(1024));
+        let mut node = Node::new(Lookup::new(conns), 64);
+        node.stage.set_owners(owners.clone());
+        // A NAT reply (RS -> client) owned by lcore 1, one owned by this lcore, one unknown.
+        let theirs = pkt(RS, 80, CLIENT, 40000, ACK);
+        let ours = pkt(RS, 80, CLIENT, 40001, ACK);
+        owners.insert(&Tuple::of(&theirs.meta).unwrap(), 1);
+        owners.insert(&Tuple::of(&ours.meta).unwrap(), 0);
+        let r = run(
+            &mut node,
+            0,
+            Now::from_secs(1),
+            vec![theirs, ours, pkt(RS, 80, CLIENT, 40002, ACK)],
+        );
+        assert_eq!(r.redirected, vec![0, 1, 0, 0]);
+        assert_eq!(r.miss.len(), 2);
+        assert_eq!(node.stage.counters().redirected_owner, 1);
+        // Without the table (one lcore's pipeline) nothing is redirected.
+        let mut plain = Node::new(Lookup::new(shared(0, 2)), 64);
+        let r = run(&mut plain, 0, Now::from_secs(1), vec![pkt(RS, 80, CLIENT, 40000, ACK)]);
+        assert_eq!(r.miss.len(), 1);
     }
 
     #[test]
