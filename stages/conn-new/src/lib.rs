@@ -19,16 +19,28 @@
 //! 6. The destination's inactive counter goes up (a new connection is inactive until
 //!    ESTABLISHED, as IPVS counts it), and the TCP/UDP state transition runs for this first
 //!    packet too, arming the timer with the state's timeout.
-//! 7. With an owner table set ([`ConnNew::set_owners`], several lcores), the connection's
-//!    inbound tuple, and for NAT its outbound (reply) tuple, are recorded as this lcore's
-//!    (DPVS's `dp_vs_redirect`), so packets of it that reach another lcore are sent here.
-//!    FNAT and SNAT replies need no entry: their local port names this lcore.
+//! 7. A connection schedule placed through a persistence template
+//!    ([`rvs_core::meta::PacketMeta::template`]) is attached to it
+//!    ([`rvs_conn::LcoreConns::attach_template`]): the template counts it and cannot expire
+//!    before it does; its expiry detaches it. A packet dropped here never attached, so it
+//!    holds nothing.
+//!
+//! UDP goes the same way as TCP (`udp_conn_sched` made the choice): FNAT and SNAT take a local
+//! port from this lcore's share, the connection's state is UDP's one "normal" state with the
+//! service's `udp` timeout, it stays counted inactive (IPVS counts UDP connections inactive),
+//! and no TCP sequence delta is set.
+//!
+//! | issue-4 feature | shown by |
+//! |---|---|
+//! | UDP end to end (parse, lookup, schedule, conn-new): FNAT local port, no seq delta, udp timeout, reply found outbound, expiry releases port and counters | `tests/udp.rs` |
+//! | persistence end to end: two clients of one /24 with `-M 24` on one destination, template counts its connections | `tests/persist.rs::netmask_groups_clients_onto_one_destination` |
+//! | template expires only after its last connection (connections expiring on two lcores) | `tests/persist.rs::template_expires_only_after_its_last_connection` |
+//! | drained template destination: fresh pick, new template | `tests/persist.rs::drained_destination_gets_a_fresh_pick` |
+//! | full template table: scheduled normally, counted | `tests/persist.rs::full_template_table_still_forwards` |
 
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-
-use rvs_conn::{Conn, ConnError, OwnerTable, SharedConns, Tuple};
+use rvs_conn::{Conn, ConnError, NO_TEMPLATE, SharedConns, Tuple};
 use rvs_core::addr::Proto;
 use rvs_core::hash::mix64;
 use rvs_core::load::Counter;
@@ -79,6 +91,11 @@ pub struct ConnNewCounters {
     pub created: u64,
     /// Packets that found their connection already made.
     pub joined: u64,
+    /// Connections attached to the persistence template schedule chose.
+    pub template_attached: u64,
+    /// Connections whose template was gone by the time they were made (they live without
+    /// one; the destination is the one the template named).
+    pub template_stale: u64,
 }
 
 /// The conn-new stage of one lcore.
@@ -90,7 +107,6 @@ pub struct ConnNew {
     laddr_next: Vec<u32>,
     counters: ConnNewCounters,
     created_per_dest: Vec<u64>,
-    owners: Option<Arc<OwnerTable>>,
 }
 
 /// DPVS's `tcp_secure_sequence_number` stand-in: a keyed hash of the FNAT connection's
@@ -113,14 +129,7 @@ impl ConnNew {
             laddr_next: Vec::new(),
             counters: ConnNewCounters::default(),
             created_per_dest: vec![0; slots],
-            owners: None,
         }
-    }
-
-    /// Record each new connection's tuples in `owners` (pipelines with several lcores;
-    /// control path).
-    pub fn set_owners(&mut self, owners: Arc<OwnerTable>) {
-        self.owners = Some(owners);
     }
 
     /// Connections created per destination slot ([`rvs_core::service::DestId`]) since start.
@@ -244,7 +253,6 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 out.drop(ConnNewDrop::Overload, p);
                 continue;
             }
-            let out_tuple = conn.out_tuple;
             let id = match conns.insert(conn, cx.now) {
                 Ok(id) => id,
                 Err(e) => {
@@ -261,13 +269,14 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                     continue;
                 }
             };
-            if let Some(o) = &self.owners {
-                o.insert(&tuple, cx.lcore);
-                if fwd == Forward::Nat {
-                    o.insert(&out_tuple, cx.lcore);
+            conns.on_packet(id, Dir::In, p.meta.tcp_flags, &svc.timeouts, cx.now);
+            if p.meta.template != NO_TEMPLATE {
+                if conns.attach_template(id, p.meta.template) {
+                    self.counters.template_attached += 1;
+                } else {
+                    self.counters.template_stale += 1;
                 }
             }
-            conns.on_packet(id, Dir::In, p.meta.tcp_flags, &svc.timeouts, cx.now);
             p.meta.conn = id;
             p.meta.dir = Dir::In;
             self.counters.created += 1;
@@ -434,23 +443,6 @@ mod tests {
     }
 
     #[test]
-    fn new_connections_are_recorded_in_the_owner_table() {
-        for fwd in [Forward::Nat, Forward::Fnat] {
-            let snap = snapshot(fwd, 0);
-            let mut s = setup(16);
-            let owners = Arc::new(rvs_conn::OwnerTable::new(256));
-            s.node.stage.set_owners(owners.clone());
-            let out = run(&mut s, &snap, vec![syn(40002, 5)]);
-            let conns = s.conns.borrow();
-            let c = conns.conn(out[0].conn).unwrap();
-            // The inbound tuple always; the reply tuple for NAT only (FNAT's port says it).
-            assert_eq!(owners.owner(&c.in_tuple), Some(0), "{fwd:?}");
-            let want_out = (fwd == Forward::Nat).then_some(0);
-            assert_eq!(owners.owner(&c.out_tuple), want_out, "{fwd:?}");
-        }
-    }
-
-    #[test]
     fn max_conn_refuses_with_overload_and_flags_the_destination() {
         let snap = snapshot(Forward::Nat, 2);
         let mut s = setup(16);
@@ -490,7 +482,14 @@ mod tests {
         let out = run(&mut s, &snap, vec![syn(7, 1), syn(7, 1)]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].conn, out[1].conn);
-        assert_eq!(s.node.stage.counters(), ConnNewCounters { created: 1, joined: 1 });
+        assert_eq!(
+            s.node.stage.counters(),
+            ConnNewCounters {
+                created: 1,
+                joined: 1,
+                ..Default::default()
+            }
+        );
         assert_eq!(s.conns.borrow().len(), 1);
     }
 }

@@ -55,7 +55,9 @@ pub struct ConnFlags(pub u32);
 impl ConnFlags {
     /// Created by synproxy step 2; sequence numbers adjusted by [`Conn::syn_proxy_delta`].
     pub const SYNPROXY: u32 = 0x1;
-    /// A persistence template, not a real connection.
+    /// A persistence template kept as a connection record (IPVS's layout). rvs keeps its
+    /// templates in the global [`crate::persist::Templates`] instead; the flag is honoured by
+    /// [`crate::LcoreConns::bind_dest`] and expiry for records that carry it.
     pub const TEMPLATE: u32 = 0x2;
     /// Counted as inactive on its destination (IPVS's `IP_VS_CONN_F_INACTIVE`).
     pub const INACTIVE: u32 = 0x4;
@@ -124,6 +126,9 @@ pub struct Conn {
     pub rs_last_ack: u32,
     /// The lcore owning the connection.
     pub lcore: u16,
+    /// The persistence template the connection uses ([`crate::persist::NO_TEMPLATE`]: none);
+    /// its expiry detaches it.
+    pub template: u64,
 }
 
 impl Conn {

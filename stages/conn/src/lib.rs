@@ -7,15 +7,17 @@
 //!   the per-packet state transition and the destination counters it moves;
 //! - [`state`]: the TCP state machine of IPVS/DPVS (the kernel's three tables, IPVS state
 //!   numbering) and the per-state timeouts;
-//! - [`owner`]: [`OwnerTable`], which lcore owns a connection, for all lcores (DPVS's
-//!   `dp_vs_redirect`), where neither the device nor the local port can say;
+//! - [`persist`]: persistence templates (`-p TIMEOUT -M NETMASK`), one table shared by every
+//!   lcore ([`Templates`], sharded and locked: new-connection path only), each lcore freeing the
+//!   templates it made ([`LcoreTemplates`]) so the `persistent` counter has one writer;
 //! - [`sapool`]: the FNAT/SNAT local ports of one lcore (DPVS's `sa_pool`), partitioned so the
 //!   port of a reply names the lcore that owns its connection.
 //!
 //! A connection refers to its destination by stable [`rvs_core::service::DestId`], service
 //! index and snapshot generation, never by a reference count bumped per packet. Nothing here
-//! allocates after [`LcoreConns::new`] and [`SaPool::add_laddr`]; nothing locks: each lcore owns
-//! its table, and the stages of its graph share it through [`SharedConns`].
+//! allocates after [`LcoreConns::new`], [`SaPool::add_laddr`] and [`Templates::new`]; nothing
+//! locks but the template table: each lcore owns its connection table, and the stages of its
+//! graph share it through [`SharedConns`].
 //!
 //! | feature | shown by |
 //! |---|---|
@@ -25,18 +27,22 @@
 //! | TCP state, timeout and active/inactive counters per packet (full and input-only tables) | `tests/states.rs` |
 //! | local ports partitioned by lcore, exhaustion, FIFO reuse | `sapool::tests` |
 //! | no allocation in lookup/insert/on_packet/expire | `tests/alloc.rs` |
+//! | templates: key by masked client, found by a second client of the group, race between lcores | `persist::tests::insert_find_and_race` |
+//! | a template expires `timeout` after its last connection, never while one uses it | `persist::tests::expiry_waits_for_the_last_connection`, `tests/persist.rs` |
+//! | full template table refuses (counted); stale handles after slot reuse | `persist::tests::full_table_and_stale_handles_after_reuse` |
+//! | a connection's expiry detaches it from its template; persistent counter moves with templates | `tests/persist.rs` |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod conn;
-pub mod owner;
+pub mod persist;
 pub mod sapool;
 pub mod state;
 pub mod table;
 
 pub use conn::{Conn, ConnFlags, ConnId, Tuple};
-pub use owner::OwnerTable;
+pub use persist::{LcoreTemplates, NO_TEMPLATE, Placed, TemplateHandle, TemplateKey, Templates};
 pub use sapool::SaPool;
 pub use state::TcpState;
 pub use table::{ConnConfig, ConnError, ConnStats, LcoreConns, SharedConns, hash_tuple};

@@ -32,7 +32,8 @@
 //!   exactly where IPVS's `set_tcp_state` and DPVS's `tcp_state_trans` do.
 //! - **Expiry** ([`LcoreConns::expire`]) unhashes both tuples, releases the FNAT/SNAT local
 //!   port to [`SaPool`], the destination counters (and clears the overload flag by IPVS's
-//!   rule) and the pool slot.
+//!   rule), the connection's persistence template ([`crate::persist`]: the template counts its
+//!   connections and expires only after the last) and the pool slot.
 //!
 //! Counters: a new connection is counted inactive ([`LcoreConns::bind_dest`], DPVS's
 //! `dp_vs_conn_bind_dest`: "initial state of conn should be INACTIVE"); [`ConnFlags::INACTIVE`]
@@ -51,6 +52,7 @@ use rvs_core::service::{Dest, Forward, Snapshot, Timeouts};
 use rvs_core::time::Now;
 
 use crate::conn::{Conn, ConnFlags, ConnId, Tuple};
+use crate::persist::{NO_TEMPLATE, TemplateHandle, Templates};
 use crate::sapool::SaPool;
 use crate::state::{self, Table, TcpState};
 
@@ -182,6 +184,11 @@ pub struct LcoreConns {
     rng: SplitMix64,
     ports: SaPool,
     stats: ConnStats,
+    /// The global persistence templates, when this lcore's services may be persistent.
+    templates: Option<Arc<Templates>>,
+    /// The latest time seen (insert, on_packet, expire): when a removed connection detaches
+    /// from its template.
+    now: Now,
 }
 
 /// The table shared by the stages of one lcore's graph.
@@ -227,6 +234,8 @@ impl LcoreConns {
             rng: SplitMix64::new(cfg.seed ^ 0x6a09_e667_f3bc_c908 ^ u64::from(lcore)),
             ports: SaPool::new(lcore, lcores),
             stats: ConnStats::default(),
+            templates: None,
+            now: Now(0),
         }
     }
 
@@ -268,6 +277,30 @@ impl LcoreConns {
     #[inline]
     pub fn loads(&self) -> &Arc<LoadTable> {
         &self.loads
+    }
+
+    /// Use `t` as the global persistence table (the same `Arc` every lcore and this lcore's
+    /// schedule stage hold): connections attached to a template detach from it on expiry.
+    pub fn set_templates(&mut self, t: Arc<Templates>) {
+        self.templates = Some(t);
+    }
+    /// The global persistence table, if set.
+    pub fn templates(&self) -> Option<&Arc<Templates>> {
+        self.templates.as_ref()
+    }
+    /// Attach live connection `id` to template `h` (conn-new, right after the insert): the
+    /// template counts it until it is released. False when there is no table, no such
+    /// connection, or the handle is stale (the connection then lives without a template).
+    pub fn attach_template(&mut self, id: ConnId, h: TemplateHandle) -> bool {
+        let Some(t) = self.templates.as_ref() else { return false };
+        let Some(s) = self.slots.get_mut(id as usize).filter(|s| s.live) else {
+            return false;
+        };
+        if h == NO_TEMPLATE || s.conn.template != NO_TEMPLATE || !t.attach(h) {
+            return false;
+        }
+        s.conn.template = h;
+        true
     }
 
     #[inline]
@@ -353,6 +386,7 @@ impl LcoreConns {
             return Err(ConnError::PoolExhausted);
         };
         let i = id as usize;
+        self.now = self.now.max(now);
         let jitter = self.rng.below(Now::SEC) as u32;
         self.slots[i].jitter = jitter;
         let c = &mut self.slots[i].conn;
@@ -388,6 +422,7 @@ impl LcoreConns {
         if !self.slots.get(i).is_some_and(|s| s.live) {
             return;
         }
+        self.now = self.now.max(now);
         let slot = &mut self.slots[i];
         let c = &mut slot.conn;
         let timeout = match c.in_tuple.proto {
@@ -450,6 +485,7 @@ impl LcoreConns {
     /// its templates' connections).
     pub fn expire_with(&mut self, now: Now, budget: usize, snap: &Snapshot, mut f: impl FnMut(ConnId, &Conn)) -> usize {
         let now_tick = now.nanos() / self.tick_ns;
+        self.now = self.now.max(now);
         let mut done = 0usize;
         if budget == 0 {
             return 0;
@@ -576,6 +612,12 @@ impl LcoreConns {
         if matches!(c.fwd, Forward::Fnat | Forward::Snat) {
             let (laddr, lport) = (c.laddr(), c.lport());
             self.ports.release(laddr, lport);
+        }
+        let h = std::mem::replace(&mut self.slots[i].conn.template, NO_TEMPLATE);
+        if h != NO_TEMPLATE
+            && let Some(t) = &self.templates
+        {
+            t.detach(h, self.now);
         }
         let c = &self.slots[i].conn;
         if c.flags.has(ConnFlags::BOUND) {

@@ -109,6 +109,18 @@ pub struct PacketMeta {
     /// Service index and destination index chosen by schedule for conn-new
     /// ([`NO_DEST`] before).
     pub sched: SchedChoice,
+    /// The persistence template schedule used or made for this new connection, a handle into
+    /// the global template table of rvs-conn (0: none). conn-new attaches the connection to it.
+    pub template: u64,
+    /// An ICMP/ICMPv6 error (destination unreachable, fragmentation needed / packet too big,
+    /// time exceeded, ...) whose quoted packet belongs to connection `conn`: lookup set `conn`
+    /// and `dir` from the quoted header and ran no state transition; xmit translates the outer
+    /// and the quoted headers. False for every other packet.
+    pub icmp_err: bool,
+    /// With `icmp_err`: offset of the quoted IP header (from the start of the packet data).
+    pub inner_l3_off: u16,
+    /// With `icmp_err`: offset of the quoted upper-layer header.
+    pub inner_l4_off: u16,
 }
 
 /// "No destination chosen" in [`SchedChoice::dest`].

@@ -16,18 +16,44 @@
 //! 4. UDP (`udp_conn_sched`): any datagram to a service may create a connection; UDP to a VIP
 //!    that has no UDP service is dropped when `defence_udp_drop` is on and the VIP has only TCP
 //!    services, else goes to the host path.
-//! 5. The service's scheduler (this lcore's instance) picks a destination; none means a drop
+//! 5. A persistent service (`-p TIMEOUT -M NETMASK`) looks up its template first, IPVS's
+//!    `ip_vs_sched_persist` (see [`rvs_conn::persist`] for the shared table): a live template
+//!    whose destination can take new connections (available, not inhibited, weight > 0) decides
+//!    and the scheduler is not asked; a template whose destination cannot is dropped and the
+//!    scheduler picks; a pick makes a template pointing at it, counted `persistent` on that
+//!    destination in this lcore's load table. A full template table means the connection is
+//!    scheduled without a template (counted). The handle travels to conn-new in
+//!    [`rvs_core::meta::PacketMeta::template`]; conn-new attaches the connection to it. This
+//!    lcore's templates are freed by [`Stage::poll`] once due (no connection, past their
+//!    timeout), a bounded number per call.
+//! 6. The service's scheduler (this lcore's instance) picks a destination; none means a drop
 //!    with the resource cause, as `dp_vs_schedule` returning NULL does.
 //!
 //! The choice travels to conn-new in [`rvs_core::meta::PacketMeta::sched`].
 //!
-//! Not done yet: persistence templates (`-p`) and ICMP (echo to a VIP goes to the host path).
+//! Persistence needs the global table wired in: [`Schedule::with_templates`] here and
+//! [`rvs_conn::LcoreConns::set_templates`] on this lcore's connection table, the same
+//! `Arc<Templates>` on every lcore. Without it a persistent service is scheduled as a plain
+//! one and [`ScheduleCounters::persist_unwired`] counts it.
+//!
+//! ICMP: echo to a VIP goes to the host path, as do ICMP errors lookup could not match to a
+//! connection (lookup passes matching ones straight to xmit).
+//!
+//! | issue-4 feature | shown by |
+//! |---|---|
+//! | UDP: any datagram to a UDP service creates, followers in one vector recirculated | `tests::udp_datagrams_create_and_followers_recirculate` |
+//! | persistence: clients of one `-M` group get one destination, other groups are scheduled | `tests::persistence_groups_clients_by_netmask` |
+//! | persistence: a drained (weight 0) template destination makes a fresh pick and template | `tests::drained_template_destination_is_repicked` |
+//! | persistence: a full template table schedules normally, counted | `tests::full_template_table_schedules_without_template` |
+//! | persistence: templates freed by poll after their timeout, `persistent` counter follows | `tests::templates_expire_in_poll_and_release_the_counter` |
+//! | port-zero persistent service: one template for every port of the VIP | `tests::port_zero_service_shares_one_template_across_ports` |
+//! | end to end with lookup and conn-new (parse-built packets) | `rvs-conn-new` `tests/persist.rs`, `tests/udp.rs` |
 
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
-use rvs_conn::Tuple;
+use rvs_conn::{LcoreTemplates, NO_TEMPLATE, Placed, Templates, Tuple};
 use rvs_core::addr::Proto;
 use rvs_core::hash::mix64;
 use rvs_core::load::LoadTable;
@@ -85,8 +111,20 @@ pub struct ScheduleCounters {
     pub host_icmp: u64,
     /// Followers recirculated to meet the connection an earlier packet of the vector made.
     pub recirculated: u64,
-    /// Destinations picked.
+    /// Destinations chosen (by the scheduler or a persistence template).
     pub scheduled: u64,
+    /// Persistent services: a live template chose the destination.
+    pub persist_hit: u64,
+    /// Persistent services: the scheduler picked and a template was made.
+    pub persist_new: u64,
+    /// Persistent services: a template's destination could take no new connection; dropped.
+    pub persist_repick: u64,
+    /// Persistent services: scheduled without a template (the template table was full).
+    pub persist_no_template: u64,
+    /// Persistent services scheduled as plain ones because no template table is wired in.
+    pub persist_unwired: u64,
+    /// This lcore's templates freed after their timeout.
+    pub persist_expired: u64,
 }
 
 /// A set of tuples stamped with the vector they were added in, so it never needs clearing.
@@ -166,7 +204,11 @@ pub struct Schedule {
     instances: Vec<Option<Instance>>,
     pending: Pending,
     counters: ScheduleCounters,
+    templates: Option<LcoreTemplates>,
 }
+
+/// Templates freed per poll at most (the rest wait for the next poll).
+pub const TEMPLATE_EXPIRE_BUDGET: usize = 64;
 
 impl Schedule {
     /// A schedule stage reading this lcore's destination counters; `seed` seeds the
@@ -179,7 +221,29 @@ impl Schedule {
             instances: Vec::new(),
             pending: Pending::new(11),
             counters: ScheduleCounters::default(),
+            templates: None,
         }
+    }
+
+    /// Use the global persistence table `t` (the same `Arc` as every lcore's, and as this
+    /// lcore's [`rvs_conn::LcoreConns::set_templates`]). Allocates this lcore's expiry heap.
+    pub fn with_templates(mut self, t: Arc<Templates>) -> Self {
+        self.templates = Some(LcoreTemplates::new(t, self.loads.clone(), 0));
+        self
+    }
+
+    /// This lcore's side of the template table, if wired.
+    pub fn templates(&self) -> Option<&LcoreTemplates> {
+        self.templates.as_ref()
+    }
+
+    /// Free this lcore's due templates (what [`Stage::poll`] does), at most `budget`.
+    pub fn expire_templates(&mut self, now: rvs_core::time::Now, lcore: u16, budget: usize) -> usize {
+        let Some(lt) = self.templates.as_mut() else { return 0 };
+        lt.set_lcore(lcore);
+        let n = lt.expire(now, budget);
+        self.counters.persist_expired += n as u64;
+        n
     }
 
     /// Host-path and recirculation counts.
@@ -306,13 +370,44 @@ impl Schedule {
             now: cx.now,
             lcore: cx.lcore,
         };
-        match inst.sched.pick(&scx, &flow) {
-            Some(i) if i < svc.dests.len() => {
+        let sched = &mut inst.sched;
+        let chosen = match (&svc.persistence, self.templates.as_mut()) {
+            (Some(pers), Some(lt)) => {
+                lt.set_lcore(cx.lcore);
+                let repicks = lt.repicks();
+                let placed = lt.place(pers, svc, snap.generation, m.saddr, cx.now, || sched.pick(&scx, &flow));
+                self.counters.persist_repick += lt.repicks() - repicks;
+                match placed {
+                    Placed::Hit(i, h) => {
+                        self.counters.persist_hit += 1;
+                        Some((i, h))
+                    }
+                    Placed::New(i, h) => {
+                        self.counters.persist_new += 1;
+                        Some((i, h))
+                    }
+                    Placed::NoTemplate(i) => {
+                        self.counters.persist_no_template += 1;
+                        Some((i, NO_TEMPLATE))
+                    }
+                    Placed::NoDest => None,
+                }
+            }
+            (persistence, _) => {
+                if persistence.is_some() {
+                    self.counters.persist_unwired += 1;
+                }
+                sched.pick(&scx, &flow).map(|i| (i, NO_TEMPLATE))
+            }
+        };
+        match chosen {
+            Some((i, template)) if i < svc.dests.len() => {
                 self.counters.scheduled += 1;
                 p.meta.sched = SchedChoice {
                     svc: svc.index,
                     dest: i as u32,
                 };
+                p.meta.template = template;
                 self.pending.insert(tuple);
                 out.next(ScheduleNext::New, p);
             }
@@ -337,6 +432,11 @@ impl<M: Mbuf> Stage<M> for Schedule {
         for p in input.drain() {
             self.place(cx, p, out);
         }
+    }
+
+    /// Free this lcore's persistence templates that are due.
+    fn poll(&mut self, cx: &StageCx<'_>, _out: &mut Out<'_, M, ScheduleNext, ScheduleDrop>) {
+        self.expire_templates(cx.now, cx.lcore, TEMPLATE_EXPIRE_BUDGET);
     }
 }
 
@@ -551,5 +651,291 @@ mod tests {
         assert_eq!(r.redirected, 2);
         assert_eq!(r.report.total_drops(), 0);
         assert_eq!(r.counters.recirculated, 2);
+    }
+
+    // ---- UDP and persistence ----
+
+    /// Round robin over eligible destinations: spreads consecutive flows, so a test sees
+    /// when persistence (not the scheduler) kept two flows together.
+    #[derive(Debug, Default)]
+    struct Rr(usize);
+    impl Scheduler for Rr {
+        fn name(&self) -> &str {
+            "rr"
+        }
+        fn pick(&mut self, cx: &SchedCx<'_>, _: &Flow<'_>) -> Option<usize> {
+            let n = cx.dests().len();
+            for k in 0..n {
+                let i = (self.0 + k) % n;
+                if cx.eligible(i) {
+                    self.0 = i + 1;
+                    return Some(i);
+                }
+            }
+            None
+        }
+    }
+    #[derive(Debug)]
+    struct RrFactory;
+    impl SchedulerFactory for RrFactory {
+        fn name(&self) -> &str {
+            "rr"
+        }
+        fn instance(&self, _: u16, _: u64) -> Box<dyn Scheduler> {
+            Box::new(Rr::default())
+        }
+    }
+
+    use rvs_conn::Templates;
+    use rvs_core::service::Persistence;
+
+    const P24: Persistence = Persistence {
+        timeout_secs: 60,
+        netmask_v4: 24,
+        netmask_v6: 64,
+    };
+
+    fn rr_snapshot(generation: u64, proto: Proto, port: u16, weights: &[u32], p: Option<Persistence>) -> Snapshot {
+        let key = ServiceKey { proto, vip: VIP, port };
+        let mut s = Service::new(key, Forward::Nat, Arc::new(RrFactory));
+        s.dests = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let mut d = Dest::new(DestId(i as u32), Addr::v4([198, 18, 1, 10 + i as u8]), 8080);
+                d.fwd = Forward::Nat;
+                d.weight = *w;
+                d
+            })
+            .collect();
+        s.persistence = p;
+        Snapshot::build(generation, 1, Defence::default(), vec![s]).unwrap()
+    }
+
+    fn from(client: [u8; 4], proto: Proto, dport: u16, sport: u16) -> Packet<HeapMbuf> {
+        let flags = if proto == Proto::Tcp { SYN } else { 0 };
+        let mut p = pkt(proto, VIP, dport, flags, sport);
+        p.meta.saddr = Addr::v4(client);
+        p
+    }
+
+    /// A schedule node that lives across vectors, with its template table and load table.
+    struct Lcore {
+        node: Node<HeapMbuf, Schedule>,
+        templates: Arc<Templates>,
+        loads: Arc<LoadTable>,
+    }
+
+    impl Lcore {
+        fn new(capacity: usize) -> Self {
+            let loads = Arc::new(LoadTable::new(4));
+            let templates = Arc::new(Templates::new(capacity, 1, 3));
+            Lcore {
+                node: Node::new(Schedule::new(loads.clone(), 7).with_templates(templates.clone()), 64),
+                templates,
+                loads,
+            }
+        }
+        fn plain() -> Self {
+            let loads = Arc::new(LoadTable::new(4));
+            Lcore {
+                node: Node::new(Schedule::new(loads.clone(), 7), 64),
+                templates: Arc::new(Templates::new(1, 1, 3)),
+                loads,
+            }
+        }
+        fn run(&mut self, snap: &Snapshot, now: Now, pkts: Vec<Packet<HeapMbuf>>) -> Vec<PacketMeta> {
+            let mut exits = Exits::new(1, 1, 64);
+            let mut pool = HeapPool::new(8);
+            let mut input = PacketVec::with_capacity(64);
+            for p in pkts {
+                input.push(p).unwrap();
+            }
+            let cx = StageCx {
+                now,
+                lcore: 0,
+                snapshot: snap,
+            };
+            self.node.poll(&cx, &mut exits, &mut pool);
+            self.node.run(&cx, &mut input, &mut exits, &mut pool);
+            self.node.queue(ScheduleNext::New).drain().map(|p| p.meta).collect()
+        }
+        fn persistent(&self, d: u32) -> u32 {
+            self.loads.get(DestId(d)).persistent
+        }
+    }
+
+    fn dests(m: &[PacketMeta]) -> Vec<u32> {
+        m.iter().map(|m| m.sched.dest).collect()
+    }
+
+    #[test]
+    fn udp_datagrams_create_and_followers_recirculate() {
+        let snap = rr_snapshot(1, Proto::Udp, 53, &[1, 1], None);
+        let r = run(
+            &snap,
+            vec![
+                from([198, 18, 5, 5], Proto::Udp, 53, 1000),
+                from([198, 18, 5, 5], Proto::Udp, 53, 1000),
+                from([198, 18, 5, 5], Proto::Udp, 53, 1001),
+                from([198, 18, 5, 5], Proto::Udp, 54, 1002),
+            ],
+        );
+        // Any datagram may create (no flag rule); the second of a flow follows the first; a
+        // port without a UDP service goes to the host.
+        assert_eq!(r.to_new.len(), 2);
+        assert_eq!((r.to_new[0].sport, r.to_new[1].sport), (1000, 1001));
+        assert_eq!(dests(&r.to_new), vec![0, 1]);
+        assert_eq!((r.redirected, r.host), (1, 1));
+        assert!(r.to_new.iter().all(|m| m.template == NO_TEMPLATE));
+    }
+
+    #[test]
+    fn persistence_groups_clients_by_netmask() {
+        let clients = [[198, 18, 5, 5], [198, 18, 5, 77], [198, 18, 6, 1], [198, 18, 5, 200]];
+        let pkts = || {
+            clients
+                .iter()
+                .enumerate()
+                .map(|(i, c)| from(*c, Proto::Tcp, 80, 1000 + i as u16))
+                .collect::<Vec<_>>()
+        };
+        // Oracle: without persistence rr spreads the four flows.
+        let plain = rr_snapshot(1, Proto::Tcp, 80, &[1, 1, 1], None);
+        assert_eq!(dests(&Lcore::plain().run(&plain, Now(0), pkts())), vec![0, 1, 2, 0]);
+        // With -p 60 -M 24: the 198.18.5.0/24 clients share the first pick; 198.18.6.1 is
+        // scheduled (the scheduler's next choice).
+        let snap = rr_snapshot(1, Proto::Tcp, 80, &[1, 1, 1], Some(P24));
+        let mut l = Lcore::new(16);
+        let out = l.run(&snap, Now(0), pkts());
+        assert_eq!(dests(&out), vec![0, 0, 1, 0]);
+        assert_ne!(out[0].template, NO_TEMPLATE);
+        assert_eq!(out[0].template, out[1].template);
+        assert_eq!(out[0].template, out[3].template);
+        assert_ne!(out[0].template, out[2].template);
+        let c = l.node.stage.counters();
+        assert_eq!((c.persist_new, c.persist_hit, c.scheduled), (2, 2, 4));
+        assert_eq!((l.persistent(0), l.persistent(1), l.persistent(2)), (1, 1, 0));
+        assert_eq!(l.templates.len(), 2);
+        // An IPv4 /32 mask keeps clients apart.
+        let p32 = Persistence { netmask_v4: 32, ..P24 };
+        let mut l = Lcore::new(16);
+        let out = l.run(&rr_snapshot(1, Proto::Tcp, 80, &[1, 1, 1], Some(p32)), Now(0), pkts());
+        assert_eq!(dests(&out), vec![0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn drained_template_destination_is_repicked() {
+        let mut l = Lcore::new(16);
+        let snap = rr_snapshot(1, Proto::Tcp, 80, &[1, 1], Some(P24));
+        let first = l.run(&snap, Now::from_secs(1), vec![from([198, 18, 5, 5], Proto::Tcp, 80, 1)]);
+        assert_eq!(dests(&first), vec![0]);
+        // Destination 0 drained (weight 0): the template is dropped, the scheduler picks 1,
+        // and a new template points there.
+        let drained = rr_snapshot(2, Proto::Tcp, 80, &[0, 1], Some(P24));
+        let again = l.run(
+            &drained,
+            Now::from_secs(2),
+            vec![from([198, 18, 5, 6], Proto::Tcp, 80, 2)],
+        );
+        assert_eq!(dests(&again), vec![1]);
+        assert_ne!(again[0].template, first[0].template);
+        assert_eq!(l.node.stage.counters().persist_repick, 1);
+        assert_eq!(
+            l.templates.get(first[0].template).map(|t| t.dest),
+            Some(DestId(0)),
+            "kept until freed"
+        );
+        // The next client of the group follows the new template.
+        let third = l.run(
+            &drained,
+            Now::from_secs(3),
+            vec![from([198, 18, 5, 7], Proto::Tcp, 80, 3)],
+        );
+        assert_eq!((dests(&third), third[0].template), (vec![1], again[0].template));
+        // The dropped template has no connection: its owner frees it at its next check
+        // (its timeout from creation), and destination 0's persistent count goes.
+        assert_eq!(l.persistent(0), 1);
+        l.run(&drained, Now::from_secs(61), vec![]);
+        assert_eq!((l.persistent(0), l.persistent(1)), (0, 1));
+        assert_eq!(l.templates.get(first[0].template), None);
+    }
+
+    #[test]
+    fn full_template_table_schedules_without_template() {
+        let mut l = Lcore::new(1);
+        let snap = rr_snapshot(1, Proto::Tcp, 80, &[1, 1], Some(P24));
+        let out = l.run(
+            &snap,
+            Now(0),
+            vec![
+                from([198, 18, 5, 5], Proto::Tcp, 80, 1),
+                from([198, 18, 6, 5], Proto::Tcp, 80, 2),
+                from([198, 18, 6, 6], Proto::Tcp, 80, 3),
+            ],
+        );
+        // The table holds one template (198.18.5.0/24); the other group is scheduled by rr
+        // each time, without a template, and each miss is counted.
+        assert_eq!(dests(&out), vec![0, 1, 0]);
+        assert_ne!(out[0].template, NO_TEMPLATE);
+        assert_eq!((out[1].template, out[2].template), (NO_TEMPLATE, NO_TEMPLATE));
+        assert_eq!(l.node.stage.counters().persist_no_template, 2);
+        assert_eq!(l.templates.stats.full.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(l.node.stats().report().total_drops(), 0);
+    }
+
+    #[test]
+    fn templates_expire_in_poll_and_release_the_counter() {
+        let mut l = Lcore::new(4);
+        let snap = rr_snapshot(1, Proto::Udp, 53, &[1, 1], Some(P24));
+        let a = l.run(&snap, Now::from_secs(0), vec![from([198, 18, 5, 5], Proto::Udp, 53, 1)]);
+        assert_eq!(l.persistent(0), 1);
+        // No connection uses it (conn-new is not in this test): it goes 60 s after its use.
+        l.run(&snap, Now::from_secs(59), vec![]);
+        assert_eq!((l.persistent(0), l.node.stage.counters().persist_expired), (1, 0));
+        l.run(&snap, Now::from_secs(60), vec![]);
+        assert_eq!((l.persistent(0), l.node.stage.counters().persist_expired), (0, 1));
+        assert!(l.templates.is_empty());
+        // The group is scheduled afresh: rr's next pick, a new template.
+        let b = l.run(
+            &snap,
+            Now::from_secs(61),
+            vec![from([198, 18, 5, 5], Proto::Udp, 53, 1)],
+        );
+        assert_eq!((dests(&a), dests(&b)), (vec![0], vec![1]));
+        assert_eq!(l.node.stage.counters().persist_new, 2);
+    }
+
+    #[test]
+    fn port_zero_service_shares_one_template_across_ports() {
+        let mut l = Lcore::new(4);
+        let snap = rr_snapshot(1, Proto::Tcp, 0, &[1, 1], Some(P24));
+        let out = l.run(
+            &snap,
+            Now(0),
+            vec![
+                from([198, 18, 5, 5], Proto::Tcp, 80, 1),
+                from([198, 18, 5, 5], Proto::Tcp, 443, 2),
+            ],
+        );
+        assert_eq!(dests(&out), vec![0, 0]);
+        assert_eq!(out[0].template, out[1].template);
+        assert_eq!(l.templates.len(), 1);
+    }
+
+    #[test]
+    fn persistent_service_without_a_table_is_scheduled_and_counted() {
+        let mut l = Lcore::plain();
+        let snap = rr_snapshot(1, Proto::Tcp, 80, &[1, 1], Some(P24));
+        let out = l.run(
+            &snap,
+            Now(0),
+            vec![
+                from([198, 18, 5, 5], Proto::Tcp, 80, 1),
+                from([198, 18, 5, 6], Proto::Tcp, 80, 2),
+            ],
+        );
+        assert_eq!(dests(&out), vec![0, 1]);
+        assert_eq!(l.node.stage.counters().persist_unwired, 2);
     }
 }
