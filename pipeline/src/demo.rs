@@ -105,3 +105,18 @@ pub fn trace(flows: u32) -> Vec<(u64, Vec<u8>)> {
     out.push((t, stray.frame()));
     out
 }
+
+/// The demo configuration for `rvs run`: [`CONFIG`] with its interface on DPDK `net_pcap`,
+/// reading `input` and writing `output` (paths must not contain commas, which separate
+/// device arguments).
+pub fn run_config(input: &std::path::Path, output: &std::path::Path) -> String {
+    CONFIG.replacen(
+        "name = \"port0\"\n",
+        &format!(
+            "name = \"port0\"\ndevice = \"net_pcap0,rx_pcap={},tx_pcap={}\"\n",
+            input.display(),
+            output.display()
+        ),
+        1,
+    )
+}

@@ -10,4 +10,5 @@ pub mod frames;
 pub mod l2;
 pub mod pcap;
 pub mod replay;
+pub mod run;
 pub mod worker;

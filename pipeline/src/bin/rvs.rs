@@ -2,7 +2,12 @@
 //!
 //! - `rvs replay --config FILE --in IN.pcap --out OUT.pcap [--stats STATS.json]`: the stage
 //!   graph on one lcore over heap buffers, driven by a pcap file;
-//! - `rvs demo [--dir DIR]`: the embedded default configuration over a trace rvs makes itself.
+//! - `rvs run --config FILE [--packets N] [--idle-ms MS] [--stats FILE.json] [--file-prefix P]`:
+//!   the DPDK poll loop on the config's interfaces and worker lcores, until SIGINT/SIGTERM,
+//!   N packets or MS idle; SIGUSR1 prints the live per-lcore, per-stage runtime;
+//! - `rvs demo [--dir DIR] [--heap]`: the embedded default configuration over a trace rvs makes
+//!   itself, run by `rvs run` on DPDK `net_pcap` (reading the trace, writing the output pcap),
+//!   or by the heap-buffer replay when the EAL cannot start (or with `--heap`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rvs_pipeline::config::Config;
-use rvs_pipeline::{demo, pcap, replay};
+use rvs_pipeline::{demo, pcap, replay, run};
 
 #[derive(Parser, Debug)]
 #[command(name = "rvs", version, about = "rvs: a layer-4 load balancer data plane")]
@@ -42,7 +47,26 @@ enum Cmd {
         #[arg(long)]
         vector: Option<usize>,
     },
-    /// Run the embedded default: a demo config and a trace rvs generates, replayed.
+    /// Run the DPDK poll loop on the config's interfaces.
+    Run {
+        /// Configuration file (TOML) with a `device` on every interface.
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop receiving after N packets.
+        #[arg(long)]
+        packets: Option<u64>,
+        /// Stop after MS milliseconds without a packet (net_pcap has no end-of-file signal).
+        #[arg(long = "idle-ms")]
+        idle_ms: Option<u64>,
+        /// Counters as JSON at exit.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// EAL --file-prefix (default rvs-<pid>).
+        #[arg(long = "file-prefix")]
+        file_prefix: Option<String>,
+    },
+    /// Run the embedded default: a demo config and a trace rvs generates, through `rvs run`
+    /// on DPDK net_pcap (heap-buffer replay if the EAL cannot start).
     Demo {
         /// Where to write the config, trace, output and stats (default: a temporary directory).
         #[arg(long)]
@@ -50,6 +74,9 @@ enum Cmd {
         /// Client connections in the trace.
         #[arg(long, default_value_t = 300)]
         flows: u32,
+        /// Use the heap-buffer replay instead of DPDK.
+        #[arg(long)]
+        heap: bool,
     },
 }
 
@@ -102,22 +129,80 @@ fn main() -> ExitCode {
         } => run_replay(&config, &input, &out, stats.as_deref(), host.as_deref(), vector).map(|rep| {
             print!("{}", rep.summary());
         }),
-        Cmd::Demo { dir, flows } => (|| {
+        Cmd::Run {
+            config,
+            packets,
+            idle_ms,
+            stats,
+            file_prefix,
+        } => (|| {
+            let cfg = Config::load(&config)?;
+            let rep = run::run(
+                &cfg,
+                &run::RunOpts {
+                    packets,
+                    idle_ms,
+                    file_prefix,
+                },
+            )?;
+            print!("{}", rep.summary());
+            if let Some(s) = stats {
+                let json = serde_json::to_string_pretty(&rep)?;
+                std::fs::write(&s, json).with_context(|| format!("{}: cannot write", s.display()))?;
+            }
+            Ok(())
+        })(),
+        Cmd::Demo { dir, flows, heap } => (|| {
             let dir = match dir {
                 Some(d) => d,
                 None => std::env::temp_dir().join(format!("rvs-demo-{}", std::process::id())),
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
             let conf = dir.join("demo.toml");
-            std::fs::write(&conf, demo::CONFIG)?;
             let input = dir.join("clients.pcap");
-            let mut w = pcap::Writer::create(&input)?;
-            for (ts, f) in demo::trace(flows) {
-                w.write(ts, &f)?;
-            }
-            drop(w);
             let out = dir.join("out.pcap");
             let stats = dir.join("stats.json");
+            let trace = demo::trace(flows);
+            let mut w = pcap::Writer::create(&input)?;
+            for (ts, f) in &trace {
+                w.write(*ts, f)?;
+            }
+            drop(w);
+            if !heap {
+                let text = demo::run_config(&input, &out);
+                std::fs::write(&conf, &text)?;
+                println!(
+                    "rvs demo: rvs run on DPDK net_pcap; FNAT service 198.18.0.100:80 (rr) over 3 real servers, {flows} client connections"
+                );
+                println!(
+                    "  config {}\n  input  {}\n  output {}\n  stats  {}",
+                    conf.display(),
+                    input.display(),
+                    out.display(),
+                    stats.display()
+                );
+                let cfg = Config::load(&conf)?;
+                let opts = run::RunOpts {
+                    packets: Some(trace.len() as u64),
+                    idle_ms: Some(2000),
+                    file_prefix: None,
+                };
+                match run::run(&cfg, &opts) {
+                    Ok(rep) => {
+                        print!("{}", rep.summary());
+                        let json = serde_json::to_string_pretty(&rep)?;
+                        std::fs::write(&stats, json).with_context(|| format!("{}: cannot write", stats.display()))?;
+                        let written = pcap::read(&out).map(|r| r.len()).unwrap_or(0);
+                        println!("output pcap: {written} packets in {}", out.display());
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        println!("rvs demo: DPDK is not available here ({e:#});");
+                        println!("rvs demo: falling back to the same graph over heap buffers (rvs replay)");
+                    }
+                }
+            }
+            std::fs::write(&conf, demo::CONFIG)?;
             println!("rvs demo: FNAT service 198.18.0.100:80 (rr) over 3 real servers, {flows} client connections");
             println!(
                 "  config {}\n  input  {}\n  output {}\n  stats  {}",

@@ -1,0 +1,1024 @@
+//! `rvs run`: the DPDK poll loop.
+//!
+//! - The EAL starts from the config's `[dpdk]` section ([`eal_args`]): `--no-huge -m MB`
+//!   by default, `-l 0-(workers-1)` unless `eal_args` maps lcores itself (`--lcores=...`),
+//!   a file prefix unique to the process, `--no-shconf`; its runtime directory is removed on
+//!   exit.
+//! - One mbuf pool; every `[[interface]]` is opened by its `device` string (a vdev such as
+//!   `net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap`, hot-plugged, or a PCI address) with one rx
+//!   and one tx queue per worker lcore, promiscuous while it runs (the configured MAC need
+//!   not be the device's).
+//! - Worker lcore `i` (the EAL main lcore is worker 0) builds its own
+//!   [`Worker`](crate::worker::Worker) on its lcore (the graph holds `Rc`s) and loops: take
+//!   packets other lcores redirected to it from its SPSC rings, then rx bursts from its queue
+//!   of every port, up to one vector (`[pipeline] vector`); run the graph (which recirculates
+//!   its own redirects); hand transmitted packets to a per-port, per-queue
+//!   [`TxBuffer`](rvs_dpdk::TxBuffer), redirected ones to the ring of the target lcore, and
+//!   free host-path ones (counted: there is no kernel path in `rvs run` yet); expire due
+//!   connections (a bounded budget per iteration); flush the tx buffers. Time is the TSC
+//!   converted to nanoseconds ([`Clock`]).
+//! - Connection ownership with several workers: FNAT and SNAT replies go to the lcore owning
+//!   their local port (lookup's [`rvs_conn::SaPool::owner_lcore`] rule); NAT replies, and
+//!   packets of a connection that arrive on another lcore's queue, through the shared
+//!   [`OwnerTable`] (DPVS's `dp_vs_redirect`), filled by conn-new and cleared by the owner's
+//!   expiry. Redirected mbufs travel over one SPSC ring per (from, to) pair and are parsed
+//!   again by the target.
+//! - Idle mode: after `idle_polls` empty polls an lcore sleeps `idle_sleep_us` (0: busy
+//!   poll), so several lcores can share one core in tests (`eal_args = ["--lcores=(0-1)@0"]`).
+//! - Stopping: SIGINT or SIGTERM, `--packets N` received, or `--idle-ms MS` without a packet
+//!   (net_pcap never signals the end of its file). Receiving stops first; the lcores then
+//!   drain their rings and queues and flush, and stop once all are quiet (at most
+//!   [`DRAIN_MAX_MS`]).
+//! - Counters: per lcore and per stage, VPP `show runtime` style (calls, packets, packets
+//!   per call, drops by reason, cycles per packet), printed on SIGUSR1 (read from the
+//!   stages' atomic [`StageStats`] by the main lcore while the workers run) and at exit,
+//!   with the mempool's mbufs in use once everything is closed (0 unless an mbuf leaked).
+//!
+//! Not done: a host path to the kernel (KNI / virtio-user), control messages from the main
+//! lcore to workers (the snapshot is fixed for the run), multi-segment mbufs, NIC flow rules
+//! for FNAT local ports (steering is in software).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rvs_conn::OwnerTable;
+use rvs_core::counters::StageStats;
+use rvs_core::mbuf::PacketPool;
+use rvs_core::service::{Forward, Snapshot};
+use rvs_core::stage::Packet;
+use rvs_core::time::Now;
+use rvs_dpdk::mempool::DEFAULT_DATA_ROOM;
+use rvs_dpdk::{
+    Consumer, Eal, EalArgs, Mempool, Port, PortConfig, Producer, Ring, RteMbuf, RtePool, RxQueue, TxBuffer,
+};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::replay::{DestOut, DropOut, ServiceOut, StageOut};
+use crate::worker::Worker;
+
+/// Connections expired per lcore per loop iteration at most.
+pub const EXPIRE_BUDGET: usize = 1024;
+/// Longest wait for the lcores to drain after receiving stopped.
+pub const DRAIN_MAX_MS: u64 = 500;
+/// Packets a tx buffer gathers before a burst.
+const TX_BURST: usize = 32;
+/// Slots of each inter-lcore ring.
+const RING_SLOTS: u32 = 4096;
+/// How often the main lcore looks at signals and stop conditions.
+const CONTROL_EVERY_US: u64 = 1000;
+
+/// Options of `rvs run` besides the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts {
+    /// Stop receiving after this many packets.
+    pub packets: Option<u64>,
+    /// Stop after this long with no packet received.
+    pub idle_ms: Option<u64>,
+    /// EAL `--file-prefix` (default `rvs-<pid>`).
+    pub file_prefix: Option<String>,
+}
+
+/// The EAL arguments for `cfg`: lean defaults from `[dpdk]`, lcores `0..workers` unless
+/// `eal_args` names them (`-l`, `--lcores`), `eal_args` last.
+pub fn eal_args(cfg: &Config, file_prefix: &str) -> Vec<String> {
+    let d = &cfg.dpdk;
+    let mut a = EalArgs {
+        file_prefix: file_prefix.to_string(),
+        cores: if d.workers <= 1 {
+            "0".into()
+        } else {
+            format!("0-{}", d.workers - 1)
+        },
+        memory_mb: d.memory_mb,
+        no_huge: d.no_huge,
+        // Scan the PCI bus only when a device is a PCI address.
+        no_pci: !cfg.interfaces.iter().any(|i| i.device.as_deref().is_some_and(is_pci)),
+        ..EalArgs::default()
+    };
+    let mut extra = Vec::new();
+    let mut it = d.eal_args.iter();
+    while let Some(x) = it.next() {
+        if let Some(m) = x.strip_prefix("--lcores=") {
+            a.lcores_map = Some(m.to_string());
+        } else if x == "--lcores" || x == "-l" {
+            match (x.as_str(), it.next()) {
+                ("-l", Some(v)) => a.cores = v.clone(),
+                (_, Some(v)) => a.lcores_map = Some(v.clone()),
+                (_, None) => extra.push(x.clone()),
+            }
+        } else if let Some(v) = x.strip_prefix("-l").filter(|v| !v.is_empty() && !v.starts_with('-')) {
+            a.cores = v.to_string();
+        } else if let Some(v) = x.strip_prefix("--log-level=") {
+            a.log_level = v.to_string();
+        } else {
+            extra.push(x.clone());
+        }
+    }
+    a.extra = extra;
+    a.to_args()
+}
+
+/// A PCI address such as `0000:00:08.0` or `00:08.0`.
+fn is_pci(dev: &str) -> bool {
+    let name = dev.split(',').next().unwrap_or(dev);
+    name.contains(':') && name.contains('.') && name.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+}
+
+/// TSC to nanoseconds: `base + (tsc - tsc0) * 1e9 / hz`, in fixed point.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    tsc0: u64,
+    base_ns: u64,
+    mult: u128,
+}
+
+impl Clock {
+    /// A clock reading `base_ns` now, for a TSC of `hz` ticks per second.
+    pub fn new(hz: u64, base_ns: u64) -> Self {
+        Clock {
+            tsc0: rvs_core::cycles::rdtsc(),
+            base_ns,
+            mult: (1_000_000_000u128 << 32) / hz.max(1) as u128,
+        }
+    }
+    /// Nanoseconds at TSC `tsc`.
+    #[inline]
+    pub fn at(&self, tsc: u64) -> Now {
+        Now(self.base_ns + ((tsc.wrapping_sub(self.tsc0) as u128 * self.mult) >> 32) as u64)
+    }
+    /// TSC ticks in `us` microseconds.
+    pub fn ticks_us(&self, us: u64) -> u64 {
+        (((us as u128 * 1000) << 32) / self.mult.max(1)) as u64
+    }
+}
+
+/// Counters one lcore publishes for the main lcore.
+#[derive(Debug, Default)]
+pub struct LcoreCounters {
+    /// Packets received from ports.
+    pub rx: AtomicU64,
+    /// Packets taken from other lcores' rings.
+    pub ring_in: AtomicU64,
+    /// Packets put on other lcores' rings.
+    pub ring_out: AtomicU64,
+    /// Packets lost to a full ring (freed).
+    pub ring_full: AtomicU64,
+    /// Packets the devices accepted for transmit.
+    pub tx: AtomicU64,
+    /// Packets the devices refused (freed).
+    pub tx_refused: AtomicU64,
+    /// Packets for the host path (freed: no kernel path yet).
+    pub host: AtomicU64,
+    /// Packets lost to full graph queues.
+    pub overflow: AtomicU64,
+    /// Graph runs (vectors).
+    pub vectors: AtomicU64,
+    /// Connections expired.
+    pub expired: AtomicU64,
+    /// Loop iterations.
+    pub polls: AtomicU64,
+    /// Chained mbufs freed on receive.
+    pub chained: AtomicU64,
+    /// Nothing queued, nothing in its rings, nothing waiting to be sent.
+    pub quiet: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    stop_rx: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// A worker's stage counters (or why it could not start), sent to the main lcore.
+type StatsMsg = (u16, Result<Vec<Arc<StageStats>>, String>);
+
+/// What one lcore owns while it runs.
+struct LcoreIo {
+    idx: u16,
+    rx: Vec<RxQueue>,
+    tx: Vec<TxBuffer>,
+    to: Vec<Option<Producer<RteMbuf>>>,
+    from: Vec<Consumer<RteMbuf>>,
+}
+
+/// What an lcore hands back when it stops.
+#[derive(Debug, Clone, Default)]
+struct LcoreEnd {
+    created_per_dest: Vec<u64>,
+    active_inactive: Vec<(u32, u32)>,
+    connections: usize,
+    recirculated: u64,
+    created: u64,
+    lookup_redirected: u64,
+    lookup_redirected_owner: u64,
+}
+
+struct LcoreEnv {
+    cfg: Arc<Config>,
+    snap: Arc<Snapshot>,
+    owners: Option<Arc<OwnerTable>>,
+    pool: RtePool,
+    counters: Arc<LcoreCounters>,
+    ctl: Arc<Control>,
+    clock: Clock,
+    stats_to_main: mpsc::Sender<StatsMsg>,
+}
+
+/// One lcore's counters in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LcoreOut {
+    /// Worker index (0 runs on the EAL main lcore).
+    pub worker: u16,
+    /// EAL lcore id.
+    pub lcore: u32,
+    /// Packets received from ports.
+    pub rx: u64,
+    /// Packets taken from other lcores.
+    pub ring_in: u64,
+    /// Packets sent to other lcores.
+    pub ring_out: u64,
+    /// Packets lost to full rings.
+    pub ring_full: u64,
+    /// Packets transmitted.
+    pub tx: u64,
+    /// Packets the devices refused.
+    pub tx_refused: u64,
+    /// Host-path packets (freed).
+    pub host: u64,
+    /// Packets lost to full graph queues.
+    pub overflow: u64,
+    /// Chained mbufs freed on receive.
+    pub chained: u64,
+    /// Vectors (graph runs).
+    pub vectors: u64,
+    /// Loop iterations.
+    pub polls: u64,
+    /// Connections created.
+    pub created: u64,
+    /// Connections expired.
+    pub expired: u64,
+    /// Connections alive at exit.
+    pub connections: usize,
+    /// Packets recirculated to itself.
+    pub recirculated: u64,
+    /// Replies lookup redirected by local port.
+    pub redirected_port: u64,
+    /// Misses lookup redirected by the owner table.
+    pub redirected_owner: u64,
+    /// Per stage.
+    pub stages: Vec<StageOut>,
+}
+
+/// Everything `rvs run` counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// Worker lcores.
+    pub workers: usize,
+    /// Seconds the loop ran.
+    pub seconds: f64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Packets transmitted.
+    pub packets_out: u64,
+    /// Host-path packets.
+    pub host: u64,
+    /// Packets carried between lcores.
+    pub ring: u64,
+    /// Packets lost: full rings, full queues, refused by devices.
+    pub lost: u64,
+    /// Connections created.
+    pub created: u64,
+    /// Connections alive at exit.
+    pub connections: usize,
+    /// Owner-table entries overwritten for lack of room.
+    pub owner_evicted: u64,
+    /// Mbufs in the pool.
+    pub mempool_capacity: usize,
+    /// Mbufs still out of the pool after everything closed (0 unless one leaked).
+    pub mempool_in_use: usize,
+    /// Per service and destination (connections summed over lcores).
+    pub services: Vec<ServiceOut>,
+    /// Per lcore.
+    pub lcores: Vec<LcoreOut>,
+}
+
+fn stage_out(r: &rvs_core::counters::StageReport) -> StageOut {
+    StageOut {
+        name: r.name.to_string(),
+        vectors: r.vectors,
+        packets: r.packets,
+        cycles_per_packet: r.cycles_per_packet(),
+        next: r.next.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
+        drops: r
+            .drops
+            .iter()
+            .map(|d| DropOut {
+                reason: d.reason.to_string(),
+                cause: d.cause.to_string(),
+                count: d.count,
+            })
+            .collect(),
+        tx: r.tx,
+        host: r.host,
+        redirect: r.redirect,
+        held: r.held,
+        emitted: r.emitted,
+    }
+}
+
+/// VPP `show runtime` for one lcore: one line per stage.
+pub fn runtime_table(stages: &[StageOut]) -> String {
+    let mut s = format!(
+        "  {:<12} {:>10} {:>12} {:>10} {:>10} {:>12}\n",
+        "Name", "Calls", "Vectors", "Vec/Call", "Drops", "Clocks/pkt"
+    );
+    for st in stages {
+        let drops: u64 = st.drops.iter().map(|d| d.count).sum();
+        let per_call = if st.vectors == 0 {
+            0.0
+        } else {
+            st.packets as f64 / st.vectors as f64
+        };
+        s += &format!(
+            "  {:<12} {:>10} {:>12} {:>10.2} {:>10} {:>12.1}\n",
+            st.name, st.vectors, st.packets, per_call, drops, st.cycles_per_packet
+        );
+        for d in st.drops.iter().filter(|d| d.count > 0) {
+            s += &format!("      drop {} ({}): {}\n", d.reason, d.cause, d.count);
+        }
+    }
+    s
+}
+
+fn lcore_line(w: u16, lcore: u32, c: &LcoreCounters) -> String {
+    format!(
+        "worker {w} (lcore {lcore}): rx {} tx {} tx-refused {} ring-in {} ring-out {} ring-full {} host {} overflow {} vectors {} expired {}\n",
+        c.rx.load(Relaxed),
+        c.tx.load(Relaxed),
+        c.tx_refused.load(Relaxed),
+        c.ring_in.load(Relaxed),
+        c.ring_out.load(Relaxed),
+        c.ring_full.load(Relaxed),
+        c.host.load(Relaxed),
+        c.overflow.load(Relaxed),
+        c.vectors.load(Relaxed),
+        c.expired.load(Relaxed),
+    )
+}
+
+/// The live runtime of every lcore, from the atomics (SIGUSR1).
+fn live_runtime(lcores: &[u32], counters: &[Arc<LcoreCounters>], stats: &[Vec<Arc<StageStats>>]) -> String {
+    let mut s = String::from("--- rvs runtime ---\n");
+    for (i, c) in counters.iter().enumerate() {
+        s += &lcore_line(i as u16, lcores.get(i).copied().unwrap_or(0), c);
+        let st: Vec<StageOut> = stats
+            .get(i)
+            .map(|v| v.iter().map(|a| stage_out(&a.report())).collect())
+            .unwrap_or_default();
+        s += &runtime_table(&st);
+    }
+    s
+}
+
+impl RunReport {
+    /// The one-line summary.
+    pub fn one_line(&self) -> String {
+        format!(
+            "rvs run: {} workers, {:.3} s: packets in {} out {} host {} between lcores {} lost {}; connections created {} alive {}; mbufs in use at exit {} of {}",
+            self.workers,
+            self.seconds,
+            self.packets_in,
+            self.packets_out,
+            self.host,
+            self.ring,
+            self.lost,
+            self.created,
+            self.connections,
+            self.mempool_in_use,
+            self.mempool_capacity
+        )
+    }
+
+    /// Per-lcore runtime, services and the one-line summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lcores {
+            s += &format!(
+                "worker {} (lcore {}): rx {} tx {} tx-refused {} ring-in {} ring-out {} ring-full {} host {} overflow {} vectors {} polls {} created {} expired {} alive {} redirected port/owner {}/{}\n",
+                l.worker,
+                l.lcore,
+                l.rx,
+                l.tx,
+                l.tx_refused,
+                l.ring_in,
+                l.ring_out,
+                l.ring_full,
+                l.host,
+                l.overflow,
+                l.vectors,
+                l.polls,
+                l.created,
+                l.expired,
+                l.connections,
+                l.redirected_port,
+                l.redirected_owner
+            );
+            s += &runtime_table(&l.stages);
+        }
+        for svc in &self.services {
+            s += &format!("service {} ({}, {})\n", svc.service, svc.scheduler, svc.forward);
+            for d in &svc.dests {
+                s += &format!(
+                    "  -> {}:{} weight {} connections {} (active {} inactive {})\n",
+                    d.ip, d.port, d.weight, d.created, d.active, d.inactive
+                );
+            }
+        }
+        s += &format!(
+            "mempool: {} of {} mbufs in use at exit\n",
+            self.mempool_in_use, self.mempool_capacity
+        );
+        s += &self.one_line();
+        s += "\n";
+        s
+    }
+}
+
+/// Signal flags: SIGINT/SIGTERM stop, SIGUSR1 prints the runtime.
+#[derive(Debug, Clone)]
+struct Signals {
+    term: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        let s = Signals {
+            term: Arc::new(AtomicBool::new(false)),
+            usr1: Arc::new(AtomicBool::new(false)),
+        };
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, s.term.clone()).context("cannot install a signal handler")?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, s.usr1.clone())
+            .context("cannot install a signal handler")?;
+        Ok(s)
+    }
+}
+
+/// Start the EAL for `cfg` and run the poll loop until a stop condition; the EAL is cleaned
+/// up and its runtime directory removed whatever happens. An EAL that cannot start is an
+/// error saying so (callers may fall back to `rvs replay`).
+pub fn run(cfg: &Config, opts: &RunOpts) -> anyhow::Result<RunReport> {
+    let prefix = opts
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("rvs-{}", std::process::id()));
+    for i in &cfg.interfaces {
+        if i.device.is_none() {
+            anyhow::bail!(
+                "interface {} has no `device` (a vdev such as \"net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap\" or a PCI address)",
+                i.name
+            );
+        }
+    }
+    if cfg.interfaces.is_empty() {
+        anyhow::bail!("no [[interface]] to run on");
+    }
+    let signals = Signals::register()?;
+    let args = eal_args(cfg, &prefix);
+    tracing::info!(?args, "starting the EAL");
+    let eal = Eal::init(&args)
+        .map_err(|e| anyhow::anyhow!("the DPDK EAL cannot start ({e}); EAL arguments: {}", args.join(" ")))?;
+    let dir = eal.runtime_dir();
+    let r = run_on(eal, cfg, opts, &signals);
+    let cleaned = eal.cleanup();
+    if !dir.as_os_str().is_empty() && dir.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let report = r?;
+    if let Err(e) = cleaned {
+        tracing::warn!("EAL cleanup: {e}");
+    }
+    Ok(report)
+}
+
+fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::Result<RunReport> {
+    let workers = cfg.dpdk.workers;
+    let nw = workers as u16;
+    let worker_lcores = eal.worker_lcores();
+    if worker_lcores.len() + 1 < workers {
+        anyhow::bail!(
+            "{workers} workers need {workers} lcores; the EAL has {} (see [dpdk] eal_args)",
+            worker_lcores.len() + 1
+        );
+    }
+    let mut lcores = vec![eal.main_lcore()];
+    lcores.extend(worker_lcores.iter().take(workers - 1));
+    let snap = Arc::new(cfg.snapshot(1, nw).map_err(|(_, m)| anyhow::anyhow!(m))?);
+    let cache = (cfg.dpdk.mbufs / 8).min(256);
+    let mempool =
+        Mempool::new(&eal, "rvs_mbufs", cfg.dpdk.mbufs, cache, DEFAULT_DATA_ROOM, None).with_context(|| {
+            format!(
+                "cannot make a pool of {} mbufs ([dpdk] mbufs, memory_mb)",
+                cfg.dpdk.mbufs
+            )
+        })?;
+    let capacity = mempool.capacity();
+
+    // Ports, each with one rx and one tx queue per worker.
+    let mut ports = Vec::new();
+    let mut rxq: Vec<Vec<RxQueue>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut txq: Vec<Vec<TxBuffer>> = (0..workers).map(|_| Vec::new()).collect();
+    for i in &cfg.interfaces {
+        let dev = i.device.as_deref().unwrap_or_default();
+        let mut port = Port::open(&eal, dev).with_context(|| format!("interface {}: cannot open {dev:?}", i.name))?;
+        let pc = PortConfig {
+            rx_queues: nw,
+            tx_queues: nw,
+            rx_desc: cfg.dpdk.descriptors,
+            tx_desc: cfg.dpdk.descriptors,
+            promiscuous: true,
+            ..PortConfig::default()
+        };
+        let q = port
+            .configure(&pc, &mempool)
+            .with_context(|| format!("interface {}: cannot configure {dev:?}", i.name))?;
+        port.start()
+            .with_context(|| format!("interface {}: cannot start {dev:?}", i.name))?;
+        for (l, r) in q.rx.into_iter().enumerate() {
+            rxq[l].push(r);
+        }
+        for (l, t) in q.tx.into_iter().enumerate() {
+            txq[l].push(TxBuffer::new(t, TX_BURST));
+        }
+        ports.push(port);
+    }
+
+    // Rings between every ordered pair of lcores.
+    let mut to: Vec<Vec<Option<Producer<RteMbuf>>>> =
+        (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    let mut from: Vec<Vec<Consumer<RteMbuf>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (a, row) in to.iter_mut().enumerate() {
+        for (b, slot) in row.iter_mut().enumerate() {
+            if a != b {
+                let (p, c) = Ring::spsc::<RteMbuf>(&eal, &format!("rvs_redir_{a}_{b}"), RING_SLOTS, None)?;
+                *slot = Some(p);
+                from[b].push(c);
+            }
+        }
+    }
+    let owners = (workers > 1).then(|| Arc::new(OwnerTable::new(2 * cfg.conn.capacity.min(1 << 22) * workers)));
+
+    let cfg_arc = Arc::new(cfg.clone());
+    let ctl = Arc::new(Control::default());
+    let counters: Vec<Arc<LcoreCounters>> = (0..workers).map(|_| Arc::new(LcoreCounters::default())).collect();
+    let base_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let clock = Clock::new(eal.tsc_hz(), base_ns);
+    let (stx, srx) = mpsc::channel();
+    let mut ios: Vec<LcoreIo> = Vec::new();
+    for (l, ((r, t), (p, c))) in rxq.into_iter().zip(txq).zip(to.into_iter().zip(from)).enumerate() {
+        ios.push(LcoreIo {
+            idx: l as u16,
+            rx: r,
+            tx: t,
+            to: p,
+            from: c,
+        });
+    }
+    let env = |l: usize| LcoreEnv {
+        cfg: cfg_arc.clone(),
+        snap: snap.clone(),
+        owners: owners.clone(),
+        pool: RtePool::new(mempool.clone()),
+        counters: counters[l].clone(),
+        ctl: ctl.clone(),
+        clock,
+        stats_to_main: stx.clone(),
+    };
+    let mut ios = ios.into_iter();
+    let main_io = ios.next().context("no worker")?;
+    let mut launched = Vec::new();
+    for (k, io) in ios.enumerate() {
+        let e = env(k + 1);
+        let lc = lcores[k + 1];
+        launched.push(
+            eal.launch(lc, move || lcore_main(io, e, None))
+                .with_context(|| format!("cannot launch worker {} on lcore {lc}", k + 1))?,
+        );
+    }
+    let started = Instant::now();
+    let mut mctl = MainCtl {
+        opts: opts.clone(),
+        signals: signals.clone(),
+        counters: counters.clone(),
+        lcores: lcores.clone(),
+        stats: vec![Vec::new(); workers],
+        stats_rx: srx,
+        ready: 0,
+        failed: None,
+        last_total: 0,
+        last_change: Instant::now(),
+        drain_since: None,
+        quiet_rounds: 0,
+        ctl: ctl.clone(),
+    };
+    let main_env = env(0);
+    drop(stx);
+    let main_end = lcore_main(main_io, main_env, Some(&mut mctl));
+    let seconds = started.elapsed().as_secs_f64();
+    let mut ends = vec![main_end];
+    for h in launched {
+        let lc = h.lcore();
+        ends.push(h.wait().map_err(|e| anyhow::anyhow!("lcore {lc}: {e}"))?);
+    }
+    if let Some(f) = mctl.failed.take() {
+        anyhow::bail!("{f}");
+    }
+    let stats = std::mem::take(&mut mctl.stats);
+    drop(mctl);
+    drop(ports);
+    let in_use = mempool.in_use();
+
+    let mut rep = RunReport {
+        workers,
+        seconds,
+        mempool_capacity: capacity,
+        mempool_in_use: in_use,
+        owner_evicted: owners.as_ref().map_or(0, |o| o.evicted()),
+        ..RunReport::default()
+    };
+    let mut created_per_dest: Vec<u64> = Vec::new();
+    let mut act: Vec<(u32, u32)> = Vec::new();
+    for (i, (c, end)) in counters.iter().zip(&ends).enumerate() {
+        let end = end.as_ref().map_err(|e| anyhow::anyhow!("worker {i}: {e}"))?;
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        let l = LcoreOut {
+            worker: i as u16,
+            lcore: lcores[i],
+            rx: g(&c.rx),
+            ring_in: g(&c.ring_in),
+            ring_out: g(&c.ring_out),
+            ring_full: g(&c.ring_full),
+            tx: g(&c.tx),
+            tx_refused: g(&c.tx_refused),
+            host: g(&c.host),
+            overflow: g(&c.overflow),
+            chained: g(&c.chained),
+            vectors: g(&c.vectors),
+            polls: g(&c.polls),
+            created: end.created,
+            expired: g(&c.expired),
+            connections: end.connections,
+            recirculated: end.recirculated,
+            redirected_port: end.lookup_redirected,
+            redirected_owner: end.lookup_redirected_owner,
+            stages: stats
+                .get(i)
+                .map(|v| v.iter().map(|a| stage_out(&a.report())).collect())
+                .unwrap_or_default(),
+        };
+        rep.packets_in += l.rx;
+        rep.packets_out += l.tx;
+        rep.host += l.host;
+        rep.ring += l.ring_out;
+        rep.lost += l.ring_full + l.overflow + l.tx_refused + l.chained;
+        rep.created += l.created;
+        rep.connections += l.connections;
+        if created_per_dest.len() < end.created_per_dest.len() {
+            created_per_dest.resize(end.created_per_dest.len(), 0);
+        }
+        for (a, b) in created_per_dest.iter_mut().zip(&end.created_per_dest) {
+            *a += b;
+        }
+        if act.len() < end.active_inactive.len() {
+            act.resize(end.active_inactive.len(), (0, 0));
+        }
+        for (a, b) in act.iter_mut().zip(&end.active_inactive) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+        rep.lcores.push(l);
+    }
+    rep.services = snap
+        .services
+        .iter()
+        .map(|s| ServiceOut {
+            service: s.key.to_string(),
+            scheduler: s.sched.name().to_string(),
+            forward: s.fwd.name().to_string(),
+            dests: s
+                .dests
+                .iter()
+                .map(|d| {
+                    let k = d.id.0 as usize;
+                    let (active, inactive) = act.get(k).copied().unwrap_or_default();
+                    DestOut {
+                        ip: d.addr.to_string(),
+                        port: d.port,
+                        weight: d.weight,
+                        created: created_per_dest.get(k).copied().unwrap_or(0),
+                        active,
+                        inactive,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    drop(mempool);
+    Ok(rep)
+}
+
+/// The main lcore's control duties, run between its own worker iterations.
+struct MainCtl {
+    opts: RunOpts,
+    signals: Signals,
+    counters: Vec<Arc<LcoreCounters>>,
+    lcores: Vec<u32>,
+    stats: Vec<Vec<Arc<StageStats>>>,
+    stats_rx: mpsc::Receiver<StatsMsg>,
+    ready: usize,
+    failed: Option<String>,
+    last_total: u64,
+    last_change: Instant,
+    drain_since: Option<Instant>,
+    quiet_rounds: u32,
+    ctl: Arc<Control>,
+}
+
+impl MainCtl {
+    fn tick(&mut self) {
+        while let Ok((l, r)) = self.stats_rx.try_recv() {
+            match r {
+                Ok(s) => {
+                    if let Some(slot) = self.stats.get_mut(l as usize) {
+                        *slot = s;
+                    }
+                    self.ready += 1;
+                }
+                Err(e) => {
+                    self.failed = Some(format!("worker {l}: {e}"));
+                    self.ctl.stop_rx.store(true, Relaxed);
+                    self.ctl.stop.store(true, Relaxed);
+                }
+            }
+        }
+        if self.signals.usr1.swap(false, Relaxed) {
+            print!("{}", live_runtime(&self.lcores, &self.counters, &self.stats));
+        }
+        let rx: u64 = self.counters.iter().map(|c| c.rx.load(Relaxed)).sum();
+        let total = rx + self.counters.iter().map(|c| c.ring_in.load(Relaxed)).sum::<u64>();
+        if total != self.last_total {
+            self.last_total = total;
+            self.last_change = Instant::now();
+        }
+        if self.drain_since.is_none() {
+            let by_signal = self.signals.term.load(Relaxed);
+            let by_count = self.opts.packets.is_some_and(|n| rx >= n);
+            let by_idle = self
+                .opts
+                .idle_ms
+                .is_some_and(|ms| self.last_change.elapsed() >= Duration::from_millis(ms));
+            if by_signal || by_count || by_idle {
+                tracing::info!(by_signal, by_count, by_idle, rx, "stopping: receive off, draining");
+                self.ctl.stop_rx.store(true, Relaxed);
+                self.drain_since = Some(Instant::now());
+            }
+        } else if let Some(t) = self.drain_since {
+            let quiet = self.counters.iter().all(|c| c.quiet.load(Relaxed));
+            self.quiet_rounds = if quiet { self.quiet_rounds + 1 } else { 0 };
+            if self.quiet_rounds >= 3 || t.elapsed() >= Duration::from_millis(DRAIN_MAX_MS) {
+                self.ctl.stop.store(true, Relaxed);
+            }
+        }
+    }
+}
+
+/// One lcore: build its worker here (the graph holds `Rc`s), then poll until told to stop.
+fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) -> Result<LcoreEnd, String> {
+    let me = io.idx;
+    let workers = io.to.len() as u16;
+    let mut worker = match Worker::<RteMbuf>::new(&env.cfg, me, workers) {
+        Ok(w) => w,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let _ = env.stats_to_main.send((me, Err(msg.clone())));
+            if let Some(m) = main.as_deref_mut() {
+                m.tick();
+            }
+            return Err(msg);
+        }
+    };
+    // Register the local addresses now, so that FNAT replies for another lcore are steered
+    // even before this lcore has made a connection.
+    worker.graph.stage_mut(worker.nodes.conn_new).sync(&env.snap);
+    if let Some(o) = &env.owners {
+        worker.graph.stage_mut(worker.nodes.lookup).set_owners(o.clone());
+        worker.graph.stage_mut(worker.nodes.conn_new).set_owners(o.clone());
+    }
+    let _ = env.stats_to_main.send((me, Ok(worker.graph.stats())));
+    drop(env.stats_to_main);
+    let snap = &*env.snap;
+    let mut pool = env.pool;
+    let c = &*env.counters;
+    let vector = env.cfg.pipeline.vector.clamp(1, rvs_core::stage::VECTOR_MAX);
+    let idle_polls = env.cfg.dpdk.idle_polls.max(1);
+    let idle_sleep = Duration::from_micros(env.cfg.dpdk.idle_sleep_us as u64);
+    let ctl_every = env.clock.ticks_us(CONTROL_EVERY_US);
+    let mut next_ctl = 0u64;
+    let mut empty_polls = 0u32;
+    let mut ringbuf: Vec<RteMbuf> = Vec::with_capacity(rvs_core::stage::VECTOR_MAX);
+    let owners = env.owners.clone();
+    let (mut rx_n, mut ring_in, mut ring_out, mut ring_full, mut host, mut vectors, mut expired, mut polls) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut rx_overflow = 0u64;
+    loop {
+        let tsc = rvs_core::cycles::rdtsc();
+        if let Some(m) = main.as_deref_mut()
+            && tsc >= next_ctl
+        {
+            next_ctl = tsc + ctl_every;
+            m.tick();
+        }
+        if env.ctl.stop.load(Relaxed) {
+            break;
+        }
+        let stop_rx = env.ctl.stop_rx.load(Relaxed);
+        let now = env.clock.at(tsc);
+        polls += 1;
+        let mut got = 0usize;
+        // Packets other lcores redirected here.
+        for cons in io.from.iter_mut() {
+            let room = vector.saturating_sub(worker.queued());
+            if room == 0 {
+                break;
+            }
+            if cons.is_empty() {
+                continue;
+            }
+            // Dequeue at most `room`: a burst into the spare capacity of a vector-sized buffer.
+            while ringbuf.len() < room {
+                match cons.dequeue() {
+                    Some(m) => ringbuf.push(m),
+                    None => break,
+                }
+            }
+            for m in ringbuf.drain(..) {
+                got += 1;
+                ring_in += 1;
+                if let Err(p) = worker.push(Packet::new(m)) {
+                    rx_overflow += 1;
+                    pool.free(p.mbuf);
+                }
+            }
+        }
+        if !stop_rx {
+            for q in io.rx.iter_mut() {
+                let room = vector.saturating_sub(worker.queued());
+                if room == 0 {
+                    break;
+                }
+                let n = q.rx_burst_with(room, |m| {
+                    if let Err(p) = worker.push(Packet::new(m)) {
+                        rx_overflow += 1;
+                        drop(p);
+                    }
+                });
+                rx_n += n as u64;
+                got += n;
+            }
+        }
+        if worker.queued() > 0 {
+            worker.run(now, snap, &mut pool);
+            vectors += 1;
+            let exits = &mut worker.graph.exits;
+            for (port, q) in exits.tx.iter_mut().enumerate() {
+                match io.tx.get_mut(port) {
+                    Some(b) => {
+                        for p in q.drain() {
+                            b.push(p.mbuf);
+                        }
+                    }
+                    None => {
+                        for p in q.drain() {
+                            rx_overflow += 1;
+                            pool.free(p.mbuf);
+                        }
+                    }
+                }
+            }
+            for p in exits.host.drain() {
+                host += 1;
+                pool.free(p.mbuf);
+            }
+            for (l, q) in exits.redirect.iter_mut().enumerate() {
+                if q.is_empty() {
+                    continue;
+                }
+                match io.to.get_mut(l).and_then(|x| x.as_mut()) {
+                    Some(prod) => {
+                        for p in q.drain() {
+                            match prod.enqueue(p.mbuf) {
+                                Ok(()) => ring_out += 1,
+                                Err(m) => {
+                                    ring_full += 1;
+                                    drop(m);
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        // Its own lcore (already recirculated) or none: nothing should be left.
+                        for p in q.drain() {
+                            rx_overflow += 1;
+                            pool.free(p.mbuf);
+                        }
+                    }
+                }
+            }
+        }
+        let me_l = me;
+        expired += worker
+            .conns
+            .borrow_mut()
+            .expire_with(now, EXPIRE_BUDGET, snap, |_, conn| {
+                if let Some(o) = &owners {
+                    o.remove(&conn.in_tuple, me_l);
+                    if conn.fwd == Forward::Nat {
+                        o.remove(&conn.out_tuple, me_l);
+                    }
+                }
+            }) as u64;
+        for b in io.tx.iter_mut() {
+            if !b.is_empty() {
+                b.flush();
+            }
+        }
+        if got > 0 || polls.is_multiple_of(64) {
+            let quiet = worker.queued() == 0 && io.from.iter().all(|r| r.is_empty());
+            c.quiet.store(quiet, Relaxed);
+            c.rx.store(rx_n, Relaxed);
+            c.ring_in.store(ring_in, Relaxed);
+            c.ring_out.store(ring_out, Relaxed);
+            c.ring_full.store(ring_full, Relaxed);
+            c.host.store(host, Relaxed);
+            c.vectors.store(vectors, Relaxed);
+            c.expired.store(expired, Relaxed);
+            c.polls.store(polls, Relaxed);
+            c.overflow.store(rx_overflow + worker.graph.exits.overflow, Relaxed);
+            c.tx.store(io.tx.iter().map(TxBuffer::sent).sum(), Relaxed);
+            c.tx_refused.store(io.tx.iter().map(TxBuffer::dropped).sum(), Relaxed);
+            c.chained
+                .store(io.rx.iter().map(RxQueue::chained_dropped).sum(), Relaxed);
+        }
+        if got == 0 {
+            empty_polls = empty_polls.saturating_add(1);
+            if !idle_sleep.is_zero() && empty_polls >= idle_polls {
+                std::thread::sleep(idle_sleep);
+            }
+        } else {
+            empty_polls = 0;
+        }
+    }
+    // Final counters; whatever is still queued is freed with the worker.
+    c.rx.store(rx_n, Relaxed);
+    c.ring_in.store(ring_in, Relaxed);
+    c.ring_out.store(ring_out, Relaxed);
+    c.ring_full.store(ring_full, Relaxed);
+    c.host.store(host, Relaxed);
+    c.vectors.store(vectors, Relaxed);
+    c.expired.store(expired, Relaxed);
+    c.polls.store(polls, Relaxed);
+    c.overflow.store(
+        rx_overflow + worker.graph.exits.overflow + worker.queued() as u64,
+        Relaxed,
+    );
+    c.tx.store(io.tx.iter().map(TxBuffer::sent).sum(), Relaxed);
+    c.tx_refused.store(io.tx.iter().map(TxBuffer::dropped).sum(), Relaxed);
+    c.chained
+        .store(io.rx.iter().map(RxQueue::chained_dropped).sum(), Relaxed);
+    let lk = worker.graph.stage(worker.nodes.lookup).counters();
+    let cn = worker.graph.stage(worker.nodes.conn_new);
+    let end = LcoreEnd {
+        created_per_dest: cn.created_per_dest().to_vec(),
+        active_inactive: (0..worker.loads.slots())
+            .map(|k| {
+                let l = worker.loads.get(rvs_core::service::DestId(k as u32));
+                (l.active, l.inactive)
+            })
+            .collect(),
+        connections: worker.conns.borrow().len(),
+        recirculated: worker.recirculated(),
+        created: cn.counters().created,
+        lookup_redirected: lk.redirected,
+        lookup_redirected_owner: lk.redirected_owner,
+    };
+    drop(worker);
+    drop(io);
+    Ok(end)
+}
