@@ -24,6 +24,10 @@
 //!    ([`rvs_conn::LcoreConns::attach_template`]): the template counts it and cannot expire
 //!    before it does; its expiry detaches it. A packet dropped here never attached, so it
 //!    holds nothing.
+//! 8. With an owner table set ([`ConnNew::set_owners`], several lcores), the connection's
+//!    inbound tuple, and for NAT its outbound (reply) tuple, are recorded as this lcore's
+//!    (DPVS's `dp_vs_redirect`), so packets of it that reach another lcore are sent here.
+//!    FNAT and SNAT replies need no entry: their local port names this lcore.
 //!
 //! UDP goes the same way as TCP (`udp_conn_sched` made the choice): FNAT and SNAT take a local
 //! port from this lcore's share, the connection's state is UDP's one "normal" state with the
@@ -40,7 +44,9 @@
 
 #![forbid(unsafe_code)]
 
-use rvs_conn::{Conn, ConnError, NO_TEMPLATE, SharedConns, Tuple};
+use std::sync::Arc;
+
+use rvs_conn::{Conn, ConnError, NO_TEMPLATE, OwnerTable, SharedConns, Tuple};
 use rvs_core::addr::Proto;
 use rvs_core::hash::mix64;
 use rvs_core::load::Counter;
@@ -107,6 +113,7 @@ pub struct ConnNew {
     laddr_next: Vec<u32>,
     counters: ConnNewCounters,
     created_per_dest: Vec<u64>,
+    owners: Option<Arc<OwnerTable>>,
 }
 
 /// DPVS's `tcp_secure_sequence_number` stand-in: a keyed hash of the FNAT connection's
@@ -129,7 +136,14 @@ impl ConnNew {
             laddr_next: Vec::new(),
             counters: ConnNewCounters::default(),
             created_per_dest: vec![0; slots],
+            owners: None,
         }
+    }
+
+    /// Record each new connection's tuples in `owners` (pipelines with several lcores;
+    /// control path).
+    pub fn set_owners(&mut self, owners: Arc<OwnerTable>) {
+        self.owners = Some(owners);
     }
 
     /// Connections created per destination slot ([`rvs_core::service::DestId`]) since start.
@@ -253,6 +267,7 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 out.drop(ConnNewDrop::Overload, p);
                 continue;
             }
+            let out_tuple = conn.out_tuple;
             let id = match conns.insert(conn, cx.now) {
                 Ok(id) => id,
                 Err(e) => {
@@ -269,6 +284,12 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                     continue;
                 }
             };
+            if let Some(o) = &self.owners {
+                o.insert(&tuple, cx.lcore);
+                if fwd == Forward::Nat {
+                    o.insert(&out_tuple, cx.lcore);
+                }
+            }
             conns.on_packet(id, Dir::In, p.meta.tcp_flags, &svc.timeouts, cx.now);
             if p.meta.template != NO_TEMPLATE {
                 if conns.attach_template(id, p.meta.template) {
@@ -439,6 +460,23 @@ mod tests {
             let c = conns.conn(out[0].conn).unwrap();
             assert_eq!((c.laddr(), c.lport()), (Addr::v4([198, 18, 5, 5]), 40001), "{fwd:?}");
             assert_eq!(c.fnat_seq_delta, 0);
+        }
+    }
+
+    #[test]
+    fn new_connections_are_recorded_in_the_owner_table() {
+        for fwd in [Forward::Nat, Forward::Fnat] {
+            let snap = snapshot(fwd, 0);
+            let mut s = setup(16);
+            let owners = Arc::new(rvs_conn::OwnerTable::new(256));
+            s.node.stage.set_owners(owners.clone());
+            let out = run(&mut s, &snap, vec![syn(40002, 5)]);
+            let conns = s.conns.borrow();
+            let c = conns.conn(out[0].conn).unwrap();
+            // The inbound tuple always; the reply tuple for NAT only (FNAT's port says it).
+            assert_eq!(owners.owner(&c.in_tuple), Some(0), "{fwd:?}");
+            let want_out = (fwd == Forward::Nat).then_some(0);
+            assert_eq!(owners.owner(&c.out_tuple), want_out, "{fwd:?}");
         }
     }
 

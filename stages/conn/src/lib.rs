@@ -10,6 +10,8 @@
 //! - [`persist`]: persistence templates (`-p TIMEOUT -M NETMASK`), one table shared by every
 //!   lcore ([`Templates`], sharded and locked: new-connection path only), each lcore freeing the
 //!   templates it made ([`LcoreTemplates`]) so the `persistent` counter has one writer;
+//! - [`owner`]: [`OwnerTable`], which lcore owns a connection, for all lcores (DPVS's
+//!   `dp_vs_redirect`), where neither the device nor the local port can say;
 //! - [`sapool`]: the FNAT/SNAT local ports of one lcore (DPVS's `sa_pool`), partitioned so the
 //!   port of a reply names the lcore that owns its connection.
 //!
@@ -36,12 +38,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod conn;
+pub mod owner;
 pub mod persist;
 pub mod sapool;
 pub mod state;
 pub mod table;
 
 pub use conn::{Conn, ConnFlags, ConnId, Tuple};
+pub use owner::OwnerTable;
 pub use persist::{LcoreTemplates, NO_TEMPLATE, Placed, TemplateHandle, TemplateKey, Templates};
 pub use sapool::SaPool;
 pub use state::TcpState;
