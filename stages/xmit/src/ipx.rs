@@ -1,0 +1,227 @@
+//! Family-generic IP header work for xmit: where the headers of a parsed packet are, the
+//! address and TTL rewrites of IPv4 (with RFC 1624 header-checksum updates) and IPv6 (no header
+//! checksum), the length fields, and the IPv6 <-> IPv4 header translation of NAT64 (RFC 7915
+//! sections 4.1 and 5.1).
+//!
+//! Upper-layer checksums cover a pseudo-header holding both addresses (RFC 9293 section 3.1,
+//! RFC 768, RFC 8200 section 8.1). Its length and protocol fields carry the same values in both
+//! families, so an address change -- within a family or across families -- is one RFC 1624
+//! update from the one's-complement sum of the old addresses to the sum of the new ones
+//! ([`pseudo_update`]).
+
+use rvs_core::addr::Addr;
+use rvs_core::checksum::{self, fold, sum};
+use rvs_core::mbuf::Mbuf;
+use rvs_core::meta::PacketMeta;
+use rvs_core::wire::ethernet::{EtherType, EthernetFrame};
+use rvs_core::wire::ipv4::Ipv4Packet;
+use rvs_core::wire::ipv6::Ipv6Packet;
+
+use crate::XmitDrop;
+
+/// IPv4 header length without options.
+pub(crate) const V4_HDR: usize = 20;
+/// IPv6 fixed header length.
+pub(crate) const V6_HDR: usize = 40;
+
+/// Where the IP headers of a packet are (offsets from the start of the data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hdr {
+    /// IPv6 (else IPv4).
+    pub v6: bool,
+    /// The IP header.
+    pub l3: usize,
+    /// The upper-layer header (after IPv4 options or IPv6 extension headers).
+    pub l4: usize,
+    /// End of the IP datagram (Ethernet padding after it excluded).
+    pub end: usize,
+}
+
+impl Hdr {
+    /// Locate the headers parse recorded in `meta`, checking them against the bytes (a stage
+    /// between parse and xmit may have changed the packet): never trusted blindly.
+    pub fn locate(data: &[u8], meta: &PacketMeta) -> Result<Hdr, XmitDrop> {
+        let l3 = meta.l3_off as usize;
+        let l4 = meta.l4_off as usize;
+        let b = data.get(l3..).ok_or(XmitDrop::Invalid)?;
+        let first = *b.first().ok_or(XmitDrop::Invalid)?;
+        let (v6, end) = match first >> 4 {
+            4 => {
+                let ip = Ipv4Packet::new_checked(b).map_err(|_| XmitDrop::Invalid)?;
+                if l4 != l3 + ip.header_len() {
+                    return Err(XmitDrop::Invalid);
+                }
+                (false, l3 + ip.total_len() as usize)
+            }
+            6 => {
+                let ip = Ipv6Packet::new_checked(b).map_err(|_| XmitDrop::Invalid)?;
+                if l4 < l3 + V6_HDR {
+                    return Err(XmitDrop::Invalid);
+                }
+                (true, l3 + ip.total_len())
+            }
+            _ => return Err(XmitDrop::Invalid),
+        };
+        if l4 > end || end > data.len() {
+            return Err(XmitDrop::Invalid);
+        }
+        Ok(Hdr { v6, l3, l4, end })
+    }
+    /// Length of the IP header(s) in front of the upper layer.
+    pub fn l3_hdr_len(&self) -> usize {
+        self.l4 - self.l3
+    }
+}
+
+/// One's-complement sum of an address's bytes in its family (4 or 16 bytes).
+#[inline]
+pub(crate) fn addr_sum(a: Addr) -> u32 {
+    if a.is_v4() {
+        sum(&a.v4_octets(), 0)
+    } else {
+        sum(&a.octets(), 0)
+    }
+}
+
+/// An upper-layer checksum after the pseudo-header addresses changed from `old` to `new`
+/// (any families; RFC 1624 eqn. 3 with the folded sums as the changed word).
+#[inline]
+pub(crate) fn pseudo_update(ck: u16, old: [Addr; 2], new: [Addr; 2]) -> u16 {
+    let o = fold(addr_sum(old[0]) + addr_sum(old[1]));
+    let n = fold(addr_sum(new[0]) + addr_sum(new[1]));
+    checksum::update16(ck, o, n)
+}
+
+/// The TTL / hop limit.
+pub(crate) fn ttl(data: &[u8], h: &Hdr) -> u8 {
+    data[h.l3 + if h.v6 { 7 } else { 8 }]
+}
+
+/// Rewrite the addresses (same family as the header) and decrement the TTL / hop limit;
+/// returns the new TTL. IPv4's header checksum is updated incrementally.
+pub(crate) fn rewrite_same_family(data: &mut [u8], h: &Hdr, src: Addr, dst: Addr, dec_ttl: bool) -> u8 {
+    let b = &mut data[h.l3..h.end];
+    if h.v6 {
+        let mut ip = Ipv6Packet::new_unchecked(b);
+        ip.set_src(src.octets());
+        ip.set_dst(dst.octets());
+        let t = ip.hop_limit();
+        let t = if dec_ttl { t.saturating_sub(1) } else { t };
+        ip.set_hop_limit(t);
+        t
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(b);
+        if ip.src() != src.v4_octets() {
+            ip.rewrite_src(src.v4_octets());
+        }
+        if ip.dst() != dst.v4_octets() {
+            ip.rewrite_dst(dst.v4_octets());
+        }
+        if dec_ttl { ip.decrement_ttl() } else { ip.ttl() }
+    }
+}
+
+/// Grow (or shrink) the IP datagram length fields by `delta` bytes (IPv4 total length with
+/// an incremental checksum update; IPv6 payload length).
+pub(crate) fn add_len(data: &mut [u8], h: &Hdr, delta: isize) {
+    let b = &mut data[h.l3..];
+    if h.v6 {
+        let mut ip = Ipv6Packet::new_unchecked(b);
+        let v = (ip.payload_len() as isize + delta) as u16;
+        ip.set_payload_len(v);
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(b);
+        let old = ip.total_len();
+        let v = (old as isize + delta) as u16;
+        let ck = checksum::update16(ip.checksum(), old, v);
+        ip.set_total_len(v);
+        ip.set_checksum(ck);
+    }
+}
+
+/// Set the Ethernet type of the payload (NAT64 and tunnels change the family).
+pub(crate) fn set_ethertype(data: &mut [u8], v6: bool) -> Result<(), XmitDrop> {
+    let mut eth = EthernetFrame::new_checked(data).map_err(|_| XmitDrop::Invalid)?;
+    eth.set_ethertype(if v6 { EtherType::IPV6 } else { EtherType::IPV4 });
+    Ok(())
+}
+
+/// RFC 7915 section 5.1: IPv4 packets the translator makes from IPv6 get DF clear up to this
+/// size, set above it.
+pub(crate) const NAT64_DF_LIMIT: usize = 1260;
+
+/// NAT64, IPv6 -> IPv4 (RFC 7915 section 5.1): replace the IPv6 header and its extension
+/// headers by a 20-byte IPv4 header from `src` to `dst`: TOS = traffic class, identification
+/// 0, DF set above [`NAT64_DF_LIMIT`] bytes, TTL = hop limit - 1, protocol = the upper layer,
+/// checksum computed. The upper layer does not move; the headers in front of it move forward.
+/// Returns the new header positions.
+pub(crate) fn v6_to_v4<M: Mbuf>(m: &mut M, h: &Hdr, proto: u8, src: Addr, dst: Addr) -> Result<Hdr, XmitDrop> {
+    let (tc, hop) = {
+        let ip = Ipv6Packet::new_unchecked(&m.data()[h.l3..]);
+        (ip.traffic_class(), ip.hop_limit())
+    };
+    let upper = h.end - h.l4;
+    let shrink = h.l3_hdr_len() - V4_HDR;
+    if !m.remove_front(h.l3, shrink) {
+        return Err(XmitDrop::Invalid);
+    }
+    let nh = Hdr {
+        v6: false,
+        l3: h.l3,
+        l4: h.l3 + V4_HDR,
+        end: h.end - shrink,
+    };
+    let total = V4_HDR + upper;
+    let data = m.data_mut();
+    let mut ip = Ipv4Packet::new_unchecked(&mut data[nh.l3..nh.l4]);
+    ip.set_header_len(V4_HDR);
+    ip.set_dscp_ecn(tc);
+    ip.set_total_len(total as u16);
+    ip.set_ident(0);
+    ip.set_frag(total > NAT64_DF_LIMIT, false, 0);
+    ip.set_ttl(hop.saturating_sub(1));
+    ip.set_protocol(proto);
+    ip.set_src(src.v4_octets());
+    ip.set_dst(dst.v4_octets());
+    ip.fill_checksum();
+    set_ethertype(data, false)?;
+    Ok(nh)
+}
+
+/// NAT64, IPv4 -> IPv6 (RFC 7915 section 4.1): replace the IPv4 header (options dropped) by a
+/// 40-byte IPv6 header from `src` to `dst`: traffic class = TOS, flow label 0, hop limit =
+/// TTL - 1, next header = protocol. The headers in front move into the headroom. Returns the
+/// new header positions.
+pub(crate) fn v4_to_v6<M: Mbuf>(m: &mut M, h: &Hdr, src: Addr, dst: Addr) -> Result<Hdr, XmitDrop> {
+    let (tos, ttl, proto) = {
+        let ip = Ipv4Packet::new_unchecked(&m.data()[h.l3..]);
+        (ip.dscp_ecn(), ip.ttl(), ip.protocol())
+    };
+    let upper = h.end - h.l4;
+    // A 20..=60-byte IPv4 header (options dropped) becomes 40 bytes: grow or shrink in front.
+    let hl = h.l3_hdr_len();
+    let resized = if hl <= V6_HDR {
+        m.insert_front(h.l3, V6_HDR - hl)
+    } else {
+        m.remove_front(h.l3, hl - V6_HDR)
+    };
+    if !resized {
+        return Err(XmitDrop::NoHeadroom);
+    }
+    let nh = Hdr {
+        v6: true,
+        l3: h.l3,
+        l4: h.l3 + V6_HDR,
+        end: h.l3 + V6_HDR + upper,
+    };
+    let data = m.data_mut();
+    let mut ip = Ipv6Packet::new_unchecked(&mut data[nh.l3..nh.l4]);
+    ip.set_ver_tc_flow(tos, 0);
+    ip.set_payload_len(upper as u16);
+    ip.set_next_header(proto);
+    ip.set_hop_limit(ttl.saturating_sub(1));
+    ip.set_src(src.octets());
+    ip.set_dst(dst.octets());
+    set_ethertype(data, true)?;
+    Ok(nh)
+}

@@ -1,0 +1,222 @@
+//! NAT, FNAT and SNAT: the address and port rewrites of TCP and UDP in both directions, over
+//! IPv4, IPv6, and across the two (NAT64: FNAT with an IPv6 VIP and IPv4 local and real
+//! addresses), with FNAT's TCP work (sequence delta, SYN timestamp NOPs, SACK, TOA, MSS) and
+//! UOA.
+//!
+//! Order of work on a packet: the upper-layer header first (ports, pseudo-header, sequence
+//! numbers; all incremental), then the IP header (addresses and TTL in place, or NAT64's
+//! header translation, which moves the headers in front of the upper layer), then TOA/UOA on
+//! the final layout, then the MACs.
+
+use rvs_conn::{Conn, ConnFlags};
+use rvs_core::addr::{Addr, Af};
+use rvs_core::checksum;
+use rvs_core::mbuf::Mbuf;
+use rvs_core::meta::{Dir, PacketMeta, TcpFlags};
+use rvs_core::service::Forward;
+use rvs_core::stage::Packet;
+use rvs_core::wire::tcp::TcpPacket;
+use rvs_core::wire::udp::UdpPacket;
+
+use crate::ipx::{self, Hdr};
+use crate::toa::{self, Toa};
+use crate::{L2, PROTO_TCP, PROTO_UDP, Sent, XmitDrop, set_macs};
+
+/// The address and port rewrites of one packet: new source, new destination (each `None`
+/// when unchanged).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rewrite {
+    pub src: Option<(Addr, u16)>,
+    pub dst: Option<(Addr, u16)>,
+}
+
+/// The rewrite a packet of `c` in direction `dir` gets. SNAT is FNAT's address rewrite with
+/// the original destination as the "real server" (conn-new puts it there): inbound the
+/// source becomes the local address and port, outbound the destination the internal host.
+pub(crate) fn rewrite_for(c: &Conn, dir: Dir) -> Rewrite {
+    match (c.fwd, dir) {
+        (Forward::Fnat | Forward::Snat, Dir::In) => Rewrite {
+            src: Some((c.laddr(), c.lport())),
+            dst: Some((c.daddr(), c.dport())),
+        },
+        (Forward::Fnat | Forward::Snat, Dir::Out) => Rewrite {
+            src: Some((c.vaddr(), c.vport())),
+            dst: Some((c.caddr(), c.cport())),
+        },
+        (_, Dir::In) => Rewrite {
+            src: None,
+            dst: Some((c.daddr(), c.dport())),
+        },
+        (_, Dir::Out) => Rewrite {
+            src: Some((c.vaddr(), c.vport())),
+            dst: None,
+        },
+    }
+}
+
+/// NAT / FNAT / SNAT of one TCP or UDP packet.
+pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sent: &mut Sent) -> Result<(), XmitDrop> {
+    let dir = p.meta.dir;
+    let h = Hdr::locate(p.mbuf.data(), &p.meta)?;
+    let proto = p.meta.proto;
+    let (old_s, old_d) = (p.meta.saddr, p.meta.daddr);
+    if old_s.is_v4() == h.v6 || old_d.is_v4() == h.v6 {
+        return Err(XmitDrop::Invalid);
+    }
+    let rw = rewrite_for(conn, dir);
+    let new_s = rw.src.map_or(old_s, |x| x.0);
+    let new_d = rw.dst.map_or(old_d, |x| x.0);
+    if new_s.is_v4() != new_d.is_v4() {
+        // NAT with a real server of the other family: only FNAT translates (NAT64).
+        return Err(XmitDrop::NotSupported);
+    }
+    let nat64 = new_s.is_v4() == h.v6;
+    if ipx::ttl(p.mbuf.data(), &h) <= 1 {
+        return Err(XmitDrop::TtlExceeded);
+    }
+    let nh = l2.next_hop(new_d)?;
+    let mtu = l2.mtu(nh.port);
+    let fnat = conn.fwd == Forward::Fnat;
+    sent.port = nh.port;
+    sent.nat64 = nat64;
+
+    let mut udp_full = false;
+    let mut tcp_flags = 0;
+    {
+        let data = p.mbuf.data_mut();
+        let l4 = &mut data[h.l4..h.end];
+        match proto {
+            PROTO_TCP => {
+                let mut t = TcpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
+                tcp_flags = t.flags();
+                let ck = ipx::pseudo_update(t.checksum(), [old_s, old_d], [new_s, new_d]);
+                t.set_checksum(ck);
+                if let Some((_, port)) = rw.src {
+                    t.rewrite_src_port(port);
+                }
+                if let Some((_, port)) = rw.dst {
+                    t.rewrite_dst_port(port);
+                }
+                if fnat {
+                    fnat_tcp(&mut t, conn, dir, sent, nat64);
+                }
+            }
+            PROTO_UDP => {
+                let mut u = UdpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
+                let ck = u.checksum();
+                if ck != 0 {
+                    let ck = ipx::pseudo_update(ck, [old_s, old_d], [new_s, new_d]);
+                    u.set_checksum(checksum::udp_wire(ck));
+                } else if nat64 && !h.v6 {
+                    // IPv6 requires a UDP checksum (RFC 8200 section 8.1; RFC 7915 4.5).
+                    udp_full = true;
+                }
+                if let Some((_, port)) = rw.src {
+                    u.rewrite_src_port(port);
+                }
+                if let Some((_, port)) = rw.dst {
+                    u.rewrite_dst_port(port);
+                }
+            }
+            _ => return Err(XmitDrop::NotSupported),
+        }
+    }
+
+    let mut h = if !nat64 {
+        p.meta.ttl = ipx::rewrite_same_family(p.mbuf.data_mut(), &h, new_s, new_d, true);
+        h
+    } else if h.v6 {
+        sent.nat64 = true;
+        ipx::v6_to_v4(&mut p.mbuf, &h, proto, new_s, new_d)?
+    } else {
+        ipx::v4_to_v6(&mut p.mbuf, &h, new_s, new_d)?
+    };
+    if nat64 {
+        p.meta.ttl = ipx::ttl(p.mbuf.data(), &h);
+    }
+    if udp_full {
+        let seg = &mut p.mbuf.data_mut()[h.l4..h.end];
+        let len = seg.len() as u32;
+        UdpPacket::new_unchecked(seg).fill_checksum(checksum::pseudo(new_s, new_d, PROTO_UDP, len));
+    }
+
+    if fnat && dir == Dir::In {
+        if proto == PROTO_TCP && toa::wants_toa(conn, tcp_flags) {
+            let (t, grow) = toa::insert_toa(&mut p.mbuf, &h, conn.caddr(), conn.cport(), new_s, new_d, mtu);
+            conn.flags.set(ConnFlags::TOA_DONE);
+            sent.toa = t;
+            h.end = (h.end as isize + grow) as usize;
+            p.meta.l4_hdr_len = (p.meta.l4_hdr_len as isize + grow) as u16;
+        } else if proto == PROTO_UDP {
+            let (u, grow) = toa::insert_uoa(&mut p.mbuf, &h, conn, mtu);
+            sent.uoa = u;
+            h.l4 += grow;
+            h.end += grow;
+        }
+    }
+
+    set_macs(p.mbuf.data_mut(), &nh)?;
+    update_meta(&mut p.meta, &rw, &h);
+    Ok(())
+}
+
+/// FNAT's TCP work after the address and port rewrite (DPVS's `tcp_fnat_in_handler` /
+/// `tcp_fnat_out_handler`), TOA aside.
+fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut Sent, nat64: bool) {
+    let delta = conn.fnat_seq_delta;
+    let flags = TcpFlags(t.flags());
+    match dir {
+        Dir::In => {
+            if flags.syn() && !flags.ack() {
+                sent.ts_nopped = t.nop_timestamp();
+            }
+            if delta != 0 {
+                let seq = t.seq().wrapping_add(delta);
+                t.rewrite_seq(seq);
+            }
+        }
+        Dir::Out => {
+            // The end of what the server sent (SYN and FIN count one), and its ack, before
+            // the adjustment: what an RST on expiry must carry towards the server.
+            let len = t.payload().len() as u32 + flags.syn() as u32 + flags.fin() as u32;
+            conn.rs_last_seq = t.seq().wrapping_add(len);
+            conn.rs_last_ack = t.ack();
+            if flags.syn() && flags.ack() {
+                sent.mss_clamped = toa::clamp_synack_mss(t, conn.caddr(), nat64);
+            }
+            if delta != 0 {
+                if flags.ack() {
+                    let ack = t.ack().wrapping_sub(delta);
+                    t.rewrite_ack(ack);
+                }
+                sent.sack_blocks = t.rewrite_sack(|e| e.wrapping_sub(delta)) as u8;
+            }
+        }
+    }
+}
+
+/// The metadata of the packet as sent: new addresses and ports, family, offsets, length.
+pub(crate) fn update_meta(m: &mut PacketMeta, rw: &Rewrite, h: &Hdr) {
+    if let Some((a, port)) = rw.src {
+        m.saddr = a;
+        m.sport = port;
+    }
+    if let Some((a, port)) = rw.dst {
+        m.daddr = a;
+        m.dport = port;
+    }
+    m.af = if h.v6 { Af::V6 } else { Af::V4 };
+    m.l3_off = h.l3 as u16;
+    m.l4_off = h.l4 as u16;
+    m.l3_len = (h.end - h.l3) as u16;
+}
+
+/// `Toa` counts for [`crate::XmitCounters`].
+pub(crate) fn toa_counts(t: Toa) -> (u64, u64, u64) {
+    match t {
+        Toa::None => (0, 0, 0),
+        Toa::Inserted => (1, 0, 0),
+        Toa::Pruned => (1, 1, 0),
+        Toa::Skipped => (0, 0, 1),
+    }
+}
