@@ -27,9 +27,33 @@
 //!
 //! The connection table is borrowed once per vector. Nothing is allocated per packet.
 //!
-//! Not done here: persistence templates (looked up by schedule when it lands), ICMP errors
-//! that refer to a connection through their embedded header (issue 4), DPVS's ACL and
-//! blacklist hooks.
+//! **ICMP errors** (IPVS's `ip_vs_in_icmp` / `ip_vs_in_icmp_v6`): an ICMP destination
+//! unreachable (fragmentation needed included), source quench or time exceeded, or an ICMPv6
+//! destination unreachable, packet too big, time exceeded or parameter problem, is matched by
+//! the packet it quotes, read here through rvs-core's wire views (parse describes the outer
+//! packet only). The quoted packet is one the balancer sent, so its tuple reversed is a tuple
+//! of the connection: toward the VIP or a local address it matches the inbound tuple (the error
+//! travels as an inbound packet, `dir` In, on to the real server), toward the real server's
+//! side the outbound one (`dir` Out, on to the client). A match goes on [`LookupNext::Hit`] with
+//! `meta.conn`, `meta.dir`, `meta.icmp_err` and the quoted header offsets
+//! (`meta.inner_l3_off`, `meta.inner_l4_off`) set for xmit to translate both layers; the state
+//! machine does not run and the timeout is not refreshed. An error quoting another lcore's
+//! local port or owned tuple is redirected there. Anything else (no match, a quote cut short,
+//! a quoted non-first fragment, a quoted ICMP message that is not an echo, redirects) goes on
+//! as before: a miss, which schedule hands to the host path.
+//!
+//! Persistence templates are looked up by schedule, on the new-connection path only.
+//!
+//! Not done here: DPVS's ACL and blacklist hooks.
+//!
+//! | issue-4 feature | shown by |
+//! |---|---|
+//! | ICMP frag-needed for a connection found in both directions, no state change | `tests/icmp.rs::frag_needed_finds_the_connection_in_both_directions` |
+//! | ICMP time exceeded / port unreachable quoting UDP, NAT | `tests/icmp.rs::time_exceeded_and_port_unreachable_for_udp_and_nat` |
+//! | ICMPv6 packet too big, destination unreachable, time exceeded (FNAT over IPv6) | `tests/icmp.rs::icmpv6_packet_too_big_dest_unreach_and_time_exceeded` |
+//! | unmatched, truncated, fragment-quoting, redirect and echo messages go on as misses | `tests/icmp.rs::unmatched_or_unusable_errors_go_on_as_misses` |
+//! | errors quoting another lcore's local port are redirected | `tests/icmp.rs::errors_quoting_another_lcores_local_port_are_redirected` |
+//! | UDP: hits in both directions with the service's udp timeout | `rvs-conn-new` `tests/udp.rs` |
 //!
 //! Measured cost per packet (see [`Lookup`] for the table and the command): about 200 ns for
 //! a hit and 90 ns for a miss at 64k connections, 420 / 190 ns at 1M, on a loaded shared
@@ -41,11 +65,14 @@
 use std::sync::Arc;
 
 use rvs_conn::{LcoreConns, OwnerTable, SaPool, SharedConns, TcpState, Tuple};
+use rvs_core::addr::{Af, Proto};
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::Dir;
 use rvs_core::service::{Snapshot, Timeouts};
 use rvs_core::stage::{Out, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
+use rvs_core::wire::ipv4::Ipv4Packet;
+use rvs_core::wire::{icmp, icmpv6};
 
 rvs_core::labels! {
     /// Where lookup sends a packet.
@@ -111,6 +138,13 @@ pub struct LookupCounters {
     pub redirected: u64,
     /// Misses redirected to the lcore the owner table names.
     pub redirected_owner: u64,
+    /// ICMP/ICMPv6 errors whose quoted packet belongs to a connection (passed on as hits,
+    /// `meta.icmp_err` set, no state transition).
+    pub icmp_err_hit: u64,
+    /// ICMP/ICMPv6 errors whose quoted packet matched no connection (passed on as misses).
+    pub icmp_err_miss: u64,
+    /// ICMP/ICMPv6 errors redirected to the lcore owning the quoted packet's connection.
+    pub icmp_err_redirected: u64,
     /// Packets that changed their connection's TCP state.
     pub state_changes: u64,
     /// Hits whose service is gone from the snapshot (DPVS default timeouts applied).
@@ -124,6 +158,9 @@ impl LookupCounters {
         self.miss += o.miss;
         self.redirected += o.redirected;
         self.redirected_owner += o.redirected_owner;
+        self.icmp_err_hit += o.icmp_err_hit;
+        self.icmp_err_miss += o.icmp_err_miss;
+        self.icmp_err_redirected += o.icmp_err_redirected;
         self.state_changes += o.state_changes;
         self.service_gone += o.service_gone;
     }
@@ -231,6 +268,66 @@ impl Lookup {
         }
     }
 
+    /// An ICMP/ICMPv6 error quoting a packet: the connection that packet belongs to, found by
+    /// the quoted tuple reversed; no state transition, no timeout change (the error says
+    /// nothing about the connection's progress). Unmatched ones go on as misses (schedule
+    /// hands them to the host path), or to the lcore owning the quoted local port or tuple.
+    #[inline(never)]
+    fn icmp_error<M: Mbuf>(
+        conns: &mut LcoreConns,
+        cx: &StageCx<'_>,
+        owners: Option<&OwnerTable>,
+        q: Quoted,
+        mut p: rvs_core::stage::Packet<M>,
+        c: &mut LookupCounters,
+        out: &mut Out<'_, M, LookupNext, LookupDrop>,
+    ) -> LookupTrace {
+        let t = q.tuple;
+        let mut tr = LookupTrace {
+            tuple: t,
+            conn: rvs_core::meta::NO_CONN,
+            ..LookupTrace::default()
+        };
+        if let Some((id, dir)) = conns.lookup(&t) {
+            let state = conns.conn(id).map_or(0, |k| k.state);
+            c.icmp_err_hit += 1;
+            p.meta.conn = id;
+            p.meta.dir = dir;
+            p.meta.icmp_err = true;
+            p.meta.inner_l3_off = q.l3_off;
+            p.meta.inner_l4_off = q.l4_off;
+            out.next(LookupNext::Hit, p);
+            return LookupTrace {
+                conn: id,
+                dir,
+                state_before: state,
+                state_after: state,
+                outcome: LookupNext::Hit as u8,
+                ..tr
+            };
+        }
+        let lcores = conns.lcores();
+        if lcores > 1 {
+            let by_port = conns
+                .ports()
+                .has_laddr(t.daddr)
+                .then(|| SaPool::owner_lcore(t.dport, lcores));
+            if let Some(owner) = by_port.or_else(|| owners.and_then(|o| o.owner(&t)))
+                && owner != cx.lcore
+            {
+                c.icmp_err_redirected += 1;
+                out.redirect(owner, p);
+                tr.outcome = LookupTrace::REDIRECTED;
+                return tr;
+            }
+        }
+        c.icmp_err_miss += 1;
+        c.miss += 1;
+        out.next(LookupNext::Miss, p);
+        tr.outcome = LookupNext::Miss as u8;
+        tr
+    }
+
     /// One packet; returns the trace outcome.
     #[inline]
     fn one<M: Mbuf>(
@@ -250,6 +347,9 @@ impl Lookup {
             out.drop(LookupDrop::Fragment, p);
             tr.outcome = LookupTrace::DROPPED;
             return tr;
+        }
+        if let Some(q) = quoted(&p) {
+            return Self::icmp_error(conns, cx, owners, q, p, c, out);
         }
         let Some(t) = Tuple::of(&p.meta) else {
             c.miss += 1;
@@ -350,6 +450,91 @@ impl<M: Mbuf> Stage<M> for Lookup {
         }
         self.counters.add(&local);
     }
+}
+
+/// The packet an ICMP/ICMPv6 error quotes, as lookup matches it.
+#[derive(Debug, Clone, Copy)]
+struct Quoted {
+    /// The quoted packet's tuple reversed: the tuple a packet of the same connection carries
+    /// in the direction the error travels.
+    tuple: Tuple,
+    /// Offset of the quoted IP header.
+    l3_off: u16,
+    /// Offset of the quoted upper-layer header.
+    l4_off: u16,
+}
+
+/// True for the ICMP errors lookup matches to connections, IPVS's `ip_vs_in_icmp` set:
+/// destination unreachable (fragmentation needed included), source quench, time exceeded.
+const fn icmp4_translated(t: u8) -> bool {
+    matches!(
+        t,
+        icmp::types::DEST_UNREACH | icmp::types::SOURCE_QUENCH | icmp::types::TIME_EXCEEDED
+    )
+}
+
+/// True for the ICMPv6 errors lookup matches (IPVS's `ip_vs_in_icmp_v6`): destination
+/// unreachable, packet too big, time exceeded, parameter problem.
+const fn icmp6_translated(t: u8) -> bool {
+    icmpv6::is_error(t)
+}
+
+/// The quoted packet of an ICMP/ICMPv6 error that may belong to a connection, read through
+/// rvs-core's wire views from the bytes after the 8-byte ICMP header (parse fills the outer
+/// packet's metadata only). `None` for anything else: not such an error, the quoted header cut
+/// short or of the other family, a quoted protocol rvs does not track, a quoted IPv4 packet
+/// that is a non-first fragment (no ports; IPVS ignores those too), a quoted ICMP message that
+/// is not an echo (RFC 1122 3.2.2: no error about an error).
+#[inline]
+fn quoted<M: Mbuf>(p: &rvs_core::stage::Packet<M>) -> Option<Quoted> {
+    let m = &p.meta;
+    let v6 = match (m.af, m.proto) {
+        (Af::V4, 1) if icmp4_translated(m.icmp_type) => false,
+        (Af::V6, 58) if icmp6_translated(m.icmp_type) => true,
+        _ => return None,
+    };
+    let data = p.mbuf.data();
+    let end = (m.l3_off as usize + m.l3_len as usize).min(data.len());
+    let l3_off = m.l4_off as usize + icmp::HEADER_LEN;
+    let body = data.get(l3_off..end)?;
+    let e = if v6 {
+        icmpv6::embedded_ipv6(body).ok()?
+    } else {
+        let e = icmp::embedded_ipv4(body).ok()?;
+        if Ipv4Packet::new_unchecked(body).frag_offset() != 0 {
+            return None;
+        }
+        e
+    };
+    let proto = Proto::from_number(e.proto)?;
+    let (sport, dport) = match proto {
+        Proto::Tcp | Proto::Udp => e.ports()?,
+        Proto::Icmp | Proto::Icmp6 => {
+            let echo = match (proto, v6) {
+                (Proto::Icmp, false) => icmp::is_echo(*e.l4.first()?),
+                (Proto::Icmp6, true) => icmpv6::is_echo(*e.l4.first()?),
+                _ => false,
+            };
+            let id = e.l4.get(4..6)?;
+            if !echo {
+                return None;
+            }
+            let id = u16::from_be_bytes([id[0], id[1]]);
+            (id, id)
+        }
+    };
+    let inner = Tuple {
+        proto,
+        saddr: e.src,
+        daddr: e.dst,
+        sport,
+        dport,
+    };
+    Some(Quoted {
+        tuple: inner.reversed(),
+        l3_off: l3_off as u16,
+        l4_off: (l3_off + e.l4_off) as u16,
+    })
 }
 
 /// The TCP state of a trace record, for display.
