@@ -48,10 +48,13 @@ pub fn rvs_run(config: &Path, prefix: &str, args: &[&str]) -> Output {
     c.output().expect("start rvs")
 }
 
+/// (protocol, source, source port, destination, destination port).
+pub type FlowKey = (u8, String, u16, String, u16);
+
 /// The flow key of a frame as the independent decoder reads it: (protocol, source,
 /// source port, destination, destination port). Every checksum is recomputed; a bad one
 /// fails the test.
-pub fn flow_of(frame: &[u8]) -> (u8, String, u16, String, u16) {
+pub fn flow_of(frame: &[u8]) -> FlowKey {
     let d = decode_checked(frame).unwrap_or_else(|e| panic!("bad frame from rvs: {e}"));
     let ip = d.ip().expect("an IP packet");
     let (sp, dp) = match d.tcp() {
@@ -62,7 +65,7 @@ pub fn flow_of(frame: &[u8]) -> (u8, String, u16, String, u16) {
 }
 
 /// Frames grouped by flow, each flow's frames in order.
-pub fn by_flow(frames: &[Vec<u8>]) -> BTreeMap<(u8, String, u16, String, u16), Vec<Vec<u8>>> {
+pub fn by_flow(frames: &[Vec<u8>]) -> BTreeMap<FlowKey, Vec<Vec<u8>>> {
     let mut m: BTreeMap<_, Vec<Vec<u8>>> = BTreeMap::new();
     for f in frames {
         m.entry(flow_of(f)).or_default().push(f.clone());
