@@ -6,10 +6,11 @@
 //! The pipeline's TOML config fills them: `[[interface]] name, mac, addresses` through
 //! [`L2::add_interface`], `[[neighbor]] ip, mac` through [`L2::add_neighbor`].
 //!
-//! Not done yet (issue 4): ARP/ND resolution. A next hop missing from the static table is a
-//! counted drop with the no-route cause; a later version holds the packet in a short queue,
-//! sends an ARP request or neighbour solicitation, and releases it on the reply, as DPVS's
-//! `neigh_resolve_output` does.
+//! Neighbours: the static table from the configuration is consulted first, then the
+//! *learned* overlay, a per-lcore copy of the resolved entries of the [`crate::neigh`] cache
+//! that xmit refreshes when the cache changes ([`L2::set_learned`]). A next hop in neither is
+//! [`Unreachable::NoNeighbor`]; with a neighbour cache wired in, xmit then holds the packet
+//! and resolves the hop (ARP, RFC 826; ND, RFC 4861), as DPVS's `neigh_resolve_output` does.
 //!
 //! Route lookup is a longest-prefix match over a short list sorted by prefix length (a
 //! balancer has a handful of routes); neighbour lookup is one hash probe. Nothing here
@@ -88,7 +89,13 @@ pub struct Interface {
     pub mac: Mac,
     /// Its addresses (VIPs, FNAT local addresses, the interface's own).
     pub addrs: Vec<IfAddr>,
+    /// Largest IP datagram it sends ([`DEFAULT_MTU`] unless set with [`L2::set_mtu`]):
+    /// tunnels, TOA and UOA check their packets against it.
+    pub mtu: u16,
 }
+
+/// The MTU of an interface unless configured (Ethernet's 1500).
+pub const DEFAULT_MTU: u16 = 1500;
 
 /// A route: packets to `dst/prefix` leave by `port`, to `gateway` if set, else to their
 /// destination directly (a connected route).
@@ -139,6 +146,8 @@ pub struct L2 {
     /// Sorted by prefix length, longest first.
     routes: Vec<Route>,
     neighbors: FastMap<Addr, Mac>,
+    /// Entries learned by ARP/ND on this lcore (see [`L2::set_learned`]).
+    learned: FastMap<Addr, Mac>,
 }
 
 impl L2 {
@@ -177,6 +186,7 @@ impl L2 {
             name: name.to_string(),
             mac,
             addrs,
+            mtu: DEFAULT_MTU,
         });
         Ok(port)
     }
@@ -244,9 +254,47 @@ impl L2 {
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
-    /// The neighbour entry of `ip`.
+    /// The static neighbour entry of `ip`.
     pub fn neighbor(&self, ip: Addr) -> Option<Mac> {
         self.neighbors.get(&ip).copied()
+    }
+    /// The learned (ARP/ND) entry of `ip`, from the overlay.
+    pub fn learned(&self, ip: Addr) -> Option<Mac> {
+        self.learned.get(&ip).copied()
+    }
+    /// Replace the learned overlay with `entries` (xmit calls it when its neighbour cache
+    /// changed, between vectors). The map keeps its capacity, so once it has grown to the
+    /// cache's size a refresh allocates nothing.
+    pub fn set_learned(&mut self, entries: impl Iterator<Item = (Addr, Mac)>) {
+        self.learned.clear();
+        self.learned.extend(entries);
+    }
+    /// Reserve room for `n` learned entries.
+    pub fn reserve_learned(&mut self, n: usize) {
+        self.learned.reserve(n.saturating_sub(self.learned.len()));
+    }
+    /// Set the MTU of interface `port` (at least IPv6's 1280, RFC 8200 section 5). False
+    /// (unchanged) for an unknown port or a smaller MTU.
+    pub fn set_mtu(&mut self, port: u16, mtu: u16) -> bool {
+        match self.ifaces.get_mut(port as usize) {
+            Some(i) if mtu >= 1280 => {
+                i.mtu = mtu;
+                true
+            }
+            _ => false,
+        }
+    }
+    /// The MTU of interface `port` ([`DEFAULT_MTU`] for an unknown port).
+    #[inline]
+    pub fn mtu(&self, port: u16) -> usize {
+        self.ifaces.get(port as usize).map_or(DEFAULT_MTU, |i| i.mtu) as usize
+    }
+    /// The first address of interface `port` in the family of `like` (the source of packets
+    /// the balancer originates there: tunnel outer headers, ICMP errors).
+    #[inline]
+    pub fn source_addr(&self, port: u16, like: Addr) -> Option<Addr> {
+        let i = self.ifaces.get(port as usize)?;
+        i.addrs.iter().find(|a| a.addr.is_v4() == like.is_v4()).map(|a| a.addr)
     }
     /// True when `a` is an address of one of the interfaces.
     pub fn is_local(&self, a: Addr) -> bool {
@@ -265,7 +313,10 @@ impl L2 {
         let r = self.route(dst).ok_or(Unreachable::NoRoute)?;
         let iface = self.ifaces.get(r.port as usize).ok_or(Unreachable::NoRoute)?;
         let hop = r.gateway.unwrap_or(dst);
-        let dst_mac = self.neighbor(hop).ok_or(Unreachable::NoNeighbor)?;
+        let dst_mac = self
+            .neighbor(hop)
+            .or_else(|| self.learned(hop))
+            .ok_or(Unreachable::NoNeighbor)?;
         Ok(NextHop {
             port: r.port,
             src_mac: iface.mac,

@@ -41,24 +41,29 @@
 
 #![forbid(unsafe_code)]
 
+pub mod arp;
 pub mod l2;
+pub mod neigh;
+
+pub mod icmp;
+mod ipx;
+mod nat;
+pub mod toa;
+pub mod tunnel;
 
 use std::sync::Arc;
 
 use rvs_conn::{Conn, SharedConns};
-use rvs_core::addr::Addr;
 use rvs_core::label::Never;
 use rvs_core::mbuf::Mbuf;
-use rvs_core::meta::{Dir, PacketMeta};
+use rvs_core::meta::Dir;
 use rvs_core::service::Forward;
 use rvs_core::stage::{Out, Packet, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
 use rvs_core::wire::ethernet::EthernetFrame;
-use rvs_core::wire::ipv4::Ipv4Packet;
-use rvs_core::wire::tcp::TcpPacket;
-use rvs_core::wire::udp::UdpPacket;
 
 pub use l2::{L2, L2Error, NextHop, Unreachable};
+pub use toa::Toa;
 
 rvs_core::labels! {
     /// Why xmit drops a packet.
@@ -73,18 +78,31 @@ rvs_core::labels! {
         NotSupported = ("not_supported", "forwarding mode, address family or protocol not handled yet"),
         /// No route to the next hop.
         NoRoute = ("no_route", "no route covers the destination"),
-        /// The next hop is not in the neighbour table (no ARP/ND resolution yet).
+        /// The next hop is not in the neighbour table (and no neighbour cache is wired in to
+        /// resolve it, see [`Xmit::with_neigh`]).
         NoNeighbor = ("no_neighbor", "next hop not in the neighbour table"),
+        /// A hold queue for next hops being resolved is full (per hop or in total).
+        NeighQueueFull = ("neigh_queue_full", "held for an unresolved next hop, but its queue was full"),
+        /// The next hop did not answer ARP/ND before the probes ran out.
+        NeighUnresolved = ("neigh_unresolved", "next hop did not answer ARP/ND in time"),
+        /// Headers must grow (tunnel, NAT64) and the buffer's headroom is too small.
+        NoHeadroom = ("no_headroom", "not enough headroom to grow the headers"),
+        /// The encapsulated packet exceeds the output port's MTU and may not be fragmented.
+        FragNeeded = ("frag_needed", "tunnelled packet exceeds the port MTU with DF set (RFC 1191)"),
+        /// The encapsulated packet exceeds the output port's MTU, DF clear: rvs fragments nothing.
+        TooBig = ("too_big", "tunnelled packet exceeds the port MTU (fragmenting is not done)"),
     }
 }
 
 impl DropReason for XmitDrop {
     fn cause(self) -> Cause {
         match self {
-            XmitDrop::NoConn | XmitDrop::TtlExceeded => Cause::Other,
+            XmitDrop::NoConn | XmitDrop::TtlExceeded | XmitDrop::FragNeeded | XmitDrop::TooBig => Cause::Other,
             XmitDrop::Invalid => Cause::InvalidPacket,
             XmitDrop::NotSupported => Cause::NotSupported,
-            XmitDrop::NoRoute | XmitDrop::NoNeighbor => Cause::NoRoute,
+            XmitDrop::NoRoute | XmitDrop::NoNeighbor | XmitDrop::NeighUnresolved => Cause::NoRoute,
+            XmitDrop::NeighQueueFull => Cause::Resource,
+            XmitDrop::NoHeadroom => Cause::Resource,
         }
     }
 }
@@ -99,7 +117,7 @@ impl From<Unreachable> for XmitDrop {
 }
 
 /// What xmit did to one packet (its trace record): the mode and direction it was sent in,
-/// and the TCP option work done.
+/// and the header work done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
     /// Output port.
@@ -112,10 +130,40 @@ pub struct Sent {
     pub ts_nopped: bool,
     /// SACK blocks shifted.
     pub sack_blocks: u8,
+    /// TOA work on this packet.
+    pub toa: Toa,
+    /// The MSS of a SYN-ACK was lowered for TOA.
+    pub mss_clamped: bool,
+    /// UOA: `Some(true)` inserted, `Some(false)` due but skipped, `None` not due.
+    pub uoa: Option<bool>,
+    /// The header was translated between IPv6 and IPv4 (NAT64).
+    pub nat64: bool,
+    /// The packet was encapsulated (TUNNEL).
+    pub encap: bool,
+    /// An ICMP error translated with its quoted packet.
+    pub icmp_err: bool,
+}
+
+impl Sent {
+    fn new(fwd: Forward, dir: Dir) -> Self {
+        Sent {
+            port: 0,
+            fwd,
+            dir,
+            ts_nopped: false,
+            sack_blocks: 0,
+            toa: Toa::None,
+            mss_clamped: false,
+            uoa: None,
+            nat64: false,
+            encap: false,
+            icmp_err: false,
+        }
+    }
 }
 
 /// Counters of the xmit stage beyond the per-label ones: packets per mode and direction,
-/// and TCP option rewrites. Per lcore; counted in locals, added once per vector.
+/// and header work. Per lcore; counted in locals, added once per vector.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XmitCounters {
     /// FNAT inbound packets sent.
@@ -126,12 +174,37 @@ pub struct XmitCounters {
     pub nat_in: u64,
     /// NAT outbound packets sent.
     pub nat_out: u64,
+    /// SNAT inbound (internal host -> outside) packets sent.
+    pub snat_in: u64,
+    /// SNAT outbound (replies to the internal host) packets sent.
+    pub snat_out: u64,
     /// DR packets sent.
     pub dr: u64,
+    /// TUNNEL packets sent (encapsulated).
+    pub tunnel: u64,
+    /// Packets translated between IPv6 and IPv4 (NAT64).
+    pub nat64: u64,
+    /// ICMP errors translated with their quoted packet.
+    pub icmp_err: u64,
     /// Inbound SYNs whose timestamp option became NOPs.
     pub ts_nopped: u64,
     /// SACK blocks shifted on the way back.
     pub sack_blocks: u64,
+    /// TOA options inserted (pruned ones included).
+    pub toa_inserted: u64,
+    /// TOA insertions that needed the timestamp/SACK options pruned.
+    pub toa_pruned: u64,
+    /// TOA insertions skipped (no room in the options, the MTU or the headroom).
+    pub toa_skipped: u64,
+    /// SYN-ACK MSS options lowered for TOA.
+    pub mss_clamped: u64,
+    /// UOA options inserted.
+    pub uoa_sent: u64,
+    /// UOA options due but skipped (IPv6, option space, MTU, headroom).
+    pub uoa_skipped: u64,
+    /// ICMP fragmentation-needed / packet-too-big errors sent for packets too big for a
+    /// tunnel.
+    pub frag_needed_sent: u64,
 }
 
 impl XmitCounters {
@@ -141,19 +214,43 @@ impl XmitCounters {
             (Forward::Fnat, Dir::Out) => self.fnat_out += 1,
             (Forward::Nat, Dir::In) => self.nat_in += 1,
             (Forward::Nat, Dir::Out) => self.nat_out += 1,
-            _ => self.dr += 1,
+            (Forward::Snat, Dir::In) => self.snat_in += 1,
+            (Forward::Snat, Dir::Out) => self.snat_out += 1,
+            (Forward::Tunnel, _) => self.tunnel += 1,
+            (Forward::Dr, _) => self.dr += 1,
         }
+        self.nat64 += s.nat64 as u64;
+        self.icmp_err += s.icmp_err as u64;
         self.ts_nopped += s.ts_nopped as u64;
         self.sack_blocks += s.sack_blocks as u64;
+        let (i, p, k) = nat::toa_counts(s.toa);
+        self.toa_inserted += i;
+        self.toa_pruned += p;
+        self.toa_skipped += k;
+        self.mss_clamped += s.mss_clamped as u64;
+        self.uoa_sent += (s.uoa == Some(true)) as u64;
+        self.uoa_skipped += (s.uoa == Some(false)) as u64;
     }
     fn merge(&mut self, o: &XmitCounters) {
         self.fnat_in += o.fnat_in;
         self.fnat_out += o.fnat_out;
         self.nat_in += o.nat_in;
         self.nat_out += o.nat_out;
+        self.snat_in += o.snat_in;
+        self.snat_out += o.snat_out;
         self.dr += o.dr;
+        self.tunnel += o.tunnel;
+        self.nat64 += o.nat64;
+        self.icmp_err += o.icmp_err;
         self.ts_nopped += o.ts_nopped;
         self.sack_blocks += o.sack_blocks;
+        self.toa_inserted += o.toa_inserted;
+        self.toa_pruned += o.toa_pruned;
+        self.toa_skipped += o.toa_skipped;
+        self.mss_clamped += o.mss_clamped;
+        self.uoa_sent += o.uoa_sent;
+        self.uoa_skipped += o.uoa_skipped;
+        self.frag_needed_sent += o.frag_needed_sent;
     }
 }
 
@@ -164,6 +261,8 @@ pub struct Xmit {
     conns: SharedConns,
     l2: Arc<L2>,
     counters: XmitCounters,
+    /// Next-hop resolution and held packets ([`Xmit::with_neigh`], in [`neigh`]).
+    resolver: Option<neigh::Resolver>,
 }
 
 impl Xmit {
@@ -173,6 +272,7 @@ impl Xmit {
             conns,
             l2,
             counters: XmitCounters::default(),
+            resolver: None,
         }
     }
     /// The per-mode and option counters so far.
@@ -189,191 +289,86 @@ impl Xmit {
     }
 }
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_TCP: u8 = 6;
+pub(crate) const PROTO_UDP: u8 = 17;
 
-/// The address and port rewrites of one packet: new source, new destination (each `None`
-/// when unchanged).
-#[derive(Debug, Clone, Copy)]
-struct Rewrite {
-    src: Option<(Addr, u16)>,
-    dst: Option<(Addr, u16)>,
-}
-
-fn rewrite_for(c: &Conn, dir: Dir) -> Rewrite {
-    match (c.fwd, dir) {
-        (Forward::Fnat, Dir::In) => Rewrite {
-            src: Some((c.laddr(), c.lport())),
-            dst: Some((c.daddr(), c.dport())),
-        },
-        (Forward::Fnat, Dir::Out) => Rewrite {
-            src: Some((c.vaddr(), c.vport())),
-            dst: Some((c.caddr(), c.cport())),
-        },
-        (_, Dir::In) => Rewrite {
-            src: None,
-            dst: Some((c.daddr(), c.dport())),
-        },
-        (_, Dir::Out) => Rewrite {
-            src: Some((c.vaddr(), c.vport())),
-            dst: None,
-        },
-    }
-}
-
-/// Rewrite and route one packet; on success the port to send it on.
+/// Rewrite and route one packet; on success what was done (the port to send it on first).
+///
+/// Every path looks the next hop up before it changes a byte, so a packet that fails with
+/// [`XmitDrop::NoNeighbor`] is unchanged (it can be held and sent again once resolved).
 pub fn xmit_one<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>) -> Result<Sent, XmitDrop> {
+    xmit_one_ext(l2, conn, p).map_err(|(d, _)| d)
+}
+
+/// As [`xmit_one`], with what a too-big tunnel packet needs for the ICMP answer.
+fn xmit_one_ext<M: Mbuf>(
+    l2: &L2,
+    conn: &mut Conn,
+    p: &mut Packet<M>,
+) -> Result<Sent, (XmitDrop, Option<tunnel::TooBig>)> {
     let dir = p.meta.dir;
-    match conn.fwd {
-        Forward::Dr => xmit_dr(l2, conn, dir, p),
-        Forward::Nat | Forward::Fnat => xmit_nat(l2, conn, dir, p),
-        Forward::Tunnel | Forward::Snat => Err(XmitDrop::NotSupported),
+    let mut sent = Sent::new(conn.fwd, dir);
+    let e = |d| (d, None);
+    match (conn.fwd, dir) {
+        (Forward::Dr, _) | (Forward::Tunnel, Dir::Out) => xmit_dr(l2, conn, dir, p, &mut sent).map_err(e)?,
+        (Forward::Tunnel, Dir::In) => tunnel::xmit_tunnel(l2, conn, p, &mut sent)?,
+        (Forward::Nat | Forward::Fnat | Forward::Snat, _) if p.meta.icmp_err => {
+            icmp::xmit_icmp_err(l2, conn, p, &mut sent).map_err(e)?
+        }
+        (Forward::Nat | Forward::Fnat | Forward::Snat, _) => nat::xmit_nat(l2, conn, p, &mut sent).map_err(e)?,
+    }
+    Ok(sent)
+}
+
+/// Answer a packet too big for its tunnel with an ICMP error to the client (counted), from a
+/// fresh pool buffer; nothing when the pool is empty or the client is unreachable.
+fn send_frag_needed<M: Mbuf, N: rvs_core::label::Label>(
+    l2: &L2,
+    p: &Packet<M>,
+    tb: tunnel::TooBig,
+    out: &mut Out<'_, M, N, XmitDrop>,
+) -> bool {
+    let Ok(h) = ipx::Hdr::locate(p.mbuf.data(), &p.meta) else {
+        return false;
+    };
+    let Some(mut buf) = out.alloc() else { return false };
+    match icmp::frag_needed(l2, p.mbuf.data(), &h, tb.inner_mtu, &mut buf) {
+        Ok(port) => {
+            out.emit_tx(port, Packet::new(buf));
+            true
+        }
+        Err(_) => {
+            out.free(buf);
+            false
+        }
     }
 }
 
-fn set_macs(data: &mut [u8], nh: &NextHop) -> Result<(), XmitDrop> {
+pub(crate) fn set_macs(data: &mut [u8], nh: &NextHop) -> Result<(), XmitDrop> {
     let mut eth = EthernetFrame::new_checked(data).map_err(|_| XmitDrop::Invalid)?;
     eth.set_src(nh.src_mac);
     eth.set_dst(nh.dst_mac);
     Ok(())
 }
 
-fn xmit_dr<M: Mbuf>(l2: &L2, conn: &Conn, dir: Dir, p: &mut Packet<M>) -> Result<Sent, XmitDrop> {
+fn xmit_dr<M: Mbuf>(l2: &L2, conn: &Conn, dir: Dir, p: &mut Packet<M>, sent: &mut Sent) -> Result<(), XmitDrop> {
     // Inbound the next hop is the real server (which holds the VIP on a loopback); anything
     // else goes where its destination says.
     let target = if dir == Dir::In { conn.daddr() } else { p.meta.daddr };
     let nh = l2.next_hop(target)?;
     set_macs(p.mbuf.data_mut(), &nh)?;
-    Ok(Sent {
-        port: nh.port,
-        fwd: Forward::Dr,
-        dir,
-        ts_nopped: false,
-        sack_blocks: 0,
-    })
+    sent.port = nh.port;
+    Ok(())
 }
 
-fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, dir: Dir, p: &mut Packet<M>) -> Result<Sent, XmitDrop> {
-    if !p.meta.saddr.is_v4() || !conn.daddr().is_v4() {
-        return Err(XmitDrop::NotSupported);
-    }
-    let rw = rewrite_for(conn, dir);
-    let fnat = conn.fwd == Forward::Fnat;
-    let new_daddr = rw.dst.map_or(p.meta.daddr, |d| d.0);
-    let nh = l2.next_hop(new_daddr)?;
-    let delta = conn.fnat_seq_delta;
-    let mut sent = Sent {
-        port: nh.port,
-        fwd: conn.fwd,
-        dir,
-        ts_nopped: false,
-        sack_blocks: 0,
-    };
-
-    let data = p.mbuf.data_mut();
-    let mut eth = EthernetFrame::new_checked(&mut data[..]).map_err(|_| XmitDrop::Invalid)?;
-    {
-        let mut ip = Ipv4Packet::new_checked(eth.payload_mut()).map_err(|_| XmitDrop::Invalid)?;
-        if ip.ttl() <= 1 {
-            return Err(XmitDrop::TtlExceeded);
-        }
-        let old_s = Addr::v4(ip.src());
-        let old_d = Addr::v4(ip.dst());
-        let proto = ip.protocol();
-        {
-            let (_, l4) = ip.split_mut();
-            match proto {
-                PROTO_TCP => {
-                    let mut t = TcpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
-                    if let Some((a, port)) = rw.src {
-                        t.rewrite_pseudo_addr(old_s, a);
-                        t.rewrite_src_port(port);
-                    }
-                    if let Some((a, port)) = rw.dst {
-                        t.rewrite_pseudo_addr(old_d, a);
-                        t.rewrite_dst_port(port);
-                    }
-                    if fnat {
-                        fnat_tcp(&mut t, conn, dir, delta, &mut sent);
-                    }
-                }
-                PROTO_UDP => {
-                    let mut u = UdpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
-                    if let Some((a, port)) = rw.src {
-                        u.rewrite_pseudo_addr(old_s, a);
-                        u.rewrite_src_port(port);
-                    }
-                    if let Some((a, port)) = rw.dst {
-                        u.rewrite_pseudo_addr(old_d, a);
-                        u.rewrite_dst_port(port);
-                    }
-                }
-                _ => return Err(XmitDrop::NotSupported),
-            }
-        }
-        if let Some((a, _)) = rw.src {
-            ip.rewrite_src(a.v4_octets());
-        }
-        if let Some((a, _)) = rw.dst {
-            ip.rewrite_dst(a.v4_octets());
-        }
-        p.meta.ttl = ip.decrement_ttl();
-    }
-    eth.set_src(nh.src_mac);
-    eth.set_dst(nh.dst_mac);
-    update_meta(&mut p.meta, &rw);
-    Ok(sent)
-}
-
-/// FNAT's TCP work after the address and port rewrite (DPVS's `tcp_fnat_in_handler` /
-/// `tcp_fnat_out_handler`).
-fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, delta: u32, sent: &mut Sent) {
-    match dir {
-        Dir::In => {
-            let flags = rvs_core::meta::TcpFlags(t.flags());
-            if flags.syn() && !flags.ack() {
-                sent.ts_nopped = t.nop_timestamp();
-            }
-            if delta != 0 {
-                let seq = t.seq().wrapping_add(delta);
-                t.rewrite_seq(seq);
-            }
-        }
-        Dir::Out => {
-            let flags = rvs_core::meta::TcpFlags(t.flags());
-            // The end of what the server sent (SYN and FIN count one), and its ack, before
-            // the adjustment: what an RST on expiry must carry towards the server.
-            let len = t.payload().len() as u32 + flags.syn() as u32 + flags.fin() as u32;
-            conn.rs_last_seq = t.seq().wrapping_add(len);
-            conn.rs_last_ack = t.ack();
-            if delta != 0 {
-                if flags.ack() {
-                    let ack = t.ack().wrapping_sub(delta);
-                    t.rewrite_ack(ack);
-                }
-                sent.sack_blocks = t.rewrite_sack(|e| e.wrapping_sub(delta)) as u8;
-            }
-        }
-    }
-}
-
-fn update_meta(m: &mut PacketMeta, rw: &Rewrite) {
-    if let Some((a, port)) = rw.src {
-        m.saddr = a;
-        m.sport = port;
-    }
-    if let Some((a, port)) = rw.dst {
-        m.daddr = a;
-        m.dport = port;
-    }
-}
-
-impl<M: Mbuf> Stage<M> for Xmit {
+impl<M: Mbuf + 'static> Stage<M> for Xmit {
     type Next = Never;
     type Drop = XmitDrop;
     const NAME: &'static str = "xmit";
 
-    fn process(&mut self, _cx: &StageCx<'_>, input: &mut PacketVec<M>, out: &mut Out<'_, M, Never, XmitDrop>) {
+    fn process(&mut self, cx: &StageCx<'_>, input: &mut PacketVec<M>, out: &mut Out<'_, M, Never, XmitDrop>) {
+        // Held packets whose next hop resolved go first, so order is kept.
+        neigh::service(self, cx, out);
         let l2 = &*self.l2;
         let mut c = XmitCounters::default();
         let Ok(mut conns) = self.conns.try_borrow_mut() else {
@@ -388,15 +383,28 @@ impl<M: Mbuf> Stage<M> for Xmit {
                 out.drop(XmitDrop::NoConn, p);
                 continue;
             };
-            match xmit_one(l2, conn, &mut p) {
+            match xmit_one_ext(l2, conn, &mut p) {
                 Ok(s) => {
                     c.add(&s);
                     out.tx(s.port, p);
                 }
-                Err(r) => out.drop(r, p),
+                Err((XmitDrop::NoNeighbor, _)) if self.resolver.is_some() => {
+                    neigh::hold(&mut self.resolver, l2, conn, p, cx.now, out)
+                }
+                Err((r, too_big)) => {
+                    if let Some(tb) = too_big {
+                        c.frag_needed_sent += send_frag_needed(l2, &p, tb, out) as u64;
+                    }
+                    out.drop(r, p)
+                }
             }
         }
         self.counters.merge(&c);
+    }
+
+    /// Release packets whose next hop resolved, probe again or give up (see [`neigh`]).
+    fn poll(&mut self, cx: &StageCx<'_>, out: &mut Out<'_, M, Never, XmitDrop>) {
+        neigh::service(self, cx, out);
     }
 }
 

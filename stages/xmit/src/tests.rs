@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use super::*;
 use rvs_conn::{ConnConfig, LcoreConns, Tuple};
+use rvs_core::addr::Addr;
 use rvs_core::addr::Proto;
 use rvs_core::counters::StageReport;
 use rvs_core::label::Label;
@@ -214,6 +215,8 @@ fn fnat_inbound_data_keeps_options_and_shifts_seq() {
         .flags(ACK | PSH)
         .seq(CISN + 1)
         .ack(SISN + 1)
+        .nop()
+        .nop()
         .timestamps(5, 6)
         .payload(b"GET / HTTP/1.0\r\n\r\n")
         .build();
@@ -222,11 +225,37 @@ fn fnat_inbound_data_keeps_options_and_shifts_seq() {
         .flags(ACK | PSH)
         .seq((CISN + 1).wrapping_add(DELTA))
         .ack(SISN + 1)
+        .nop()
+        .nop()
+        .timestamps(5, 6)
+        .toa(CPORT, CLIENT)
+        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .build();
+    // The first packet acknowledging the SYN-ACK carries TOA after the existing options.
+    h.expect(data.clone(), id, Dir::In, 0, want);
+    assert_eq!(h.node.stage.counters().ts_nopped, 0);
+    assert_eq!(h.node.stage.counters().toa_inserted, 1);
+    assert!(
+        h.conns
+            .borrow()
+            .conn(id)
+            .unwrap()
+            .flags
+            .has(rvs_conn::ConnFlags::TOA_DONE)
+    );
+    // Once: the next one keeps its options as they are.
+    let want = to_rs(LADDR)
+        .tcp(LPORT, RPORT)
+        .flags(ACK | PSH)
+        .seq((CISN + 1).wrapping_add(DELTA))
+        .ack(SISN + 1)
+        .nop()
+        .nop()
         .timestamps(5, 6)
         .payload(b"GET / HTTP/1.0\r\n\r\n")
         .build();
     h.expect(data, id, Dir::In, 0, want);
-    assert_eq!(h.node.stage.counters().ts_nopped, 0);
+    assert_eq!(h.node.stage.counters().toa_inserted, 1);
 }
 
 #[test]
@@ -240,12 +269,13 @@ fn fnat_outbound_synack_shifts_ack_back_and_records_the_server_side() {
         .ack(CISN.wrapping_add(DELTA).wrapping_add(1))
         .mss(1460)
         .build();
+    // The MSS is lowered by the IPv4 TOA length (8).
     let want = to_client()
         .tcp(VPORT, CPORT)
         .flags(SYN | ACK)
         .seq(SISN)
         .ack(CISN + 1)
-        .mss(1460)
+        .mss(1452)
         .build();
     h.expect(synack, id, Dir::Out, 1, want);
     let conns = h.conns.borrow();
@@ -304,16 +334,35 @@ fn fnat_outbound_sack_blocks_shift_back() {
 fn fnat_udp_both_ways() {
     let mut h = Harness::new(l2());
     let id = h.add(conn(Forward::Fnat, Proto::Udp, DELTA));
+    // The first three datagrams carry UOA (IPv4 option 31: port, client address).
+    let [c0, c1, c2, c3] = CLIENT;
+    let [p0, p1] = CPORT.to_be_bytes();
+    let uoa = [31, 8, p0, p1, c0, c1, c2, c3];
     let q = from_client().udp(CPORT, VPORT).payload(b"query").build();
+    let want = to_rs(LADDR)
+        .ip_options(&uoa)
+        .udp(LPORT, RPORT)
+        .payload(b"query")
+        .build();
+    h.expect(q.clone(), id, Dir::In, 0, want.clone());
+    let r = from_rs(LADDR).udp(RPORT, LPORT).payload(b"answer!").build();
+    let want_r = to_client().udp(VPORT, CPORT).payload(b"answer!").build();
+    h.expect(r, id, Dir::Out, 1, want_r);
+    h.expect(q.clone(), id, Dir::In, 0, want);
+    // No checksum (0) stays none.
+    let q0 = from_client().udp(CPORT, VPORT).payload(b"query").l4_checksum(0).build();
+    let want = to_rs(LADDR)
+        .ip_options(&uoa)
+        .udp(LPORT, RPORT)
+        .payload(b"query")
+        .l4_checksum(0)
+        .build();
+    h.expect(q0, id, Dir::In, 0, want);
+    assert_eq!(h.node.stage.counters().uoa_sent, 3);
+    // The fourth goes without.
     let want = to_rs(LADDR).udp(LPORT, RPORT).payload(b"query").build();
     h.expect(q, id, Dir::In, 0, want);
-    let r = from_rs(LADDR).udp(RPORT, LPORT).payload(b"answer!").build();
-    let want = to_client().udp(VPORT, CPORT).payload(b"answer!").build();
-    h.expect(r, id, Dir::Out, 1, want);
-    // No checksum (0) stays none.
-    let q = from_client().udp(CPORT, VPORT).payload(b"query").l4_checksum(0).build();
-    let want = to_rs(LADDR).udp(LPORT, RPORT).payload(b"query").l4_checksum(0).build();
-    h.expect(q, id, Dir::In, 0, want);
+    assert_eq!(h.node.stage.counters().uoa_sent, 3);
 }
 
 #[test]
@@ -394,14 +443,6 @@ fn drops_with_reasons() {
     // ICMP through a NAT connection: not handled yet.
     let icmp = from_client().icmp_echo_request(1, 1).build();
     h.expect_drop(icmp, id, Dir::In, XmitDrop::NotSupported);
-    let tid = h.add(Conn {
-        in_tuple: Tuple {
-            sport: 1,
-            ..in_tuple(Proto::Tcp)
-        },
-        ..conn(Forward::Tunnel, Proto::Tcp, 0)
-    });
-    h.expect_drop(pkt().build(), tid, Dir::In, XmitDrop::NotSupported);
 
     // A real server without a neighbour entry, and a client without a route.
     let mut l2 = L2::new();
@@ -421,7 +462,9 @@ fn drops_with_reasons() {
 #[test]
 fn a_vector_of_several_connections_and_modes() {
     let mut h = Harness::new(l2());
-    let f = h.add(conn(Forward::Fnat, Proto::Tcp, DELTA));
+    let mut fc = conn(Forward::Fnat, Proto::Tcp, DELTA);
+    fc.flags.set(rvs_conn::ConnFlags::TOA_DONE);
+    let f = h.add(fc);
     let n = h.add(Conn {
         in_tuple: Tuple {
             sport: 2,
@@ -461,3 +504,9 @@ fn a_vector_of_several_connections_and_modes() {
         assert_eq!(s.bytes, want);
     }
 }
+
+mod client_addr;
+mod common;
+mod family;
+mod icmp_err;
+mod tunnel;
