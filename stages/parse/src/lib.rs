@@ -8,7 +8,10 @@
 //! - IPv4 and IPv6 packets whose upper layer is TCP, UDP, ICMP or ICMPv6 go on to
 //!   [`ParseNext::Ip`]; Ethernet padding after the IP total length is trimmed off the buffer
 //!   so later stages see exactly the IP packet;
-//! - frames that are not IP (ARP, LLDP, ...) and IP packets of other protocols (ESP, GRE,
+//! - ARP frames go on to [`ParseNext::Arp`], the ARP/ND stage (`rvs_xmit::arp`) that answers
+//!   for VIPs and local addresses and learns neighbours; with [`Parse::arp_to_stage`] off they
+//!   go to the host path instead (a host stack resolving for the balancer);
+//! - other frames that are not IP (LLDP, ...) and IP packets of other protocols (ESP, GRE,
 //!   SCTP, no-next-header) go to the host path, counted in [`ParseCounters`]: DPVS's
 //!   `dp_vs_in` returns `INET_ACCEPT` for a protocol it does not balance, handing it to its
 //!   IP stack and on to the kernel;
@@ -52,6 +55,8 @@ rvs_core::labels! {
     pub enum ParseNext {
         /// An IPv4 or IPv6 packet with its metadata filled.
         Ip = ("ip", "IPv4/IPv6 packet of a balanced protocol, metadata filled"),
+        /// An ARP frame, for the ARP/ND stage.
+        Arp = ("arp", "ARP frame, for the ARP/ND stage"),
     }
 }
 
@@ -119,7 +124,7 @@ pub enum HostReason {
 /// kinds of packet went to the host path. Per lcore; counted in locals, added once per vector.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ParseCounters {
-    /// ARP frames handed to the host path.
+    /// ARP frames (to [`ParseNext::Arp`], or to the host path with [`Parse::arp_to_stage`] off).
     pub arp: u64,
     /// Frames of other EtherTypes handed to the host path.
     pub other_ethertype: u64,
@@ -135,6 +140,8 @@ pub struct Parse {
     /// Verify the IPv4 header checksum in software (on by default; a port whose hardware
     /// verifies and drops bad headers can turn it off).
     pub verify_ipv4_checksum: bool,
+    /// Send ARP frames to [`ParseNext::Arp`] (on by default); off, they go to the host path.
+    pub arp_to_stage: bool,
     counters: ParseCounters,
 }
 
@@ -149,6 +156,7 @@ impl Parse {
     pub fn new() -> Self {
         Parse {
             verify_ipv4_checksum: true,
+            arp_to_stage: true,
             counters: ParseCounters::default(),
         }
     }
@@ -313,6 +321,10 @@ impl<M: Mbuf> Stage<M> for Parse {
                         c.trimmed += 1;
                     }
                     out.next(ParseNext::Ip, p);
+                }
+                Ok(Parsed::Host(HostReason::Arp)) if self.arp_to_stage => {
+                    c.arp += 1;
+                    out.next(ParseNext::Arp, p);
                 }
                 Ok(Parsed::Host(why)) => {
                     match why {

@@ -24,6 +24,7 @@ fn eth() -> Pkt {
 
 struct Run {
     ip: Vec<Packet<HeapMbuf>>,
+    arp: Vec<Packet<HeapMbuf>>,
     host: Vec<Packet<HeapMbuf>>,
     report: StageReport,
     counters: ParseCounters,
@@ -32,13 +33,18 @@ struct Run {
 
 /// Run the stage once over `frames` as one vector.
 fn run(frames: &[Vec<u8>]) -> Run {
+    run_with(Parse::new(), frames)
+}
+
+/// Run `stage` once over `frames` as one vector.
+fn run_with(stage: Parse, frames: &[Vec<u8>]) -> Run {
     let snap = Snapshot::empty();
     let cx = StageCx {
         now: Now::from_secs(1),
         lcore: 0,
         snapshot: &snap,
     };
-    let mut node = Node::new(Parse::new(), 256);
+    let mut node = Node::new(stage, 256);
     let mut exits = Exits::new(1, 1, 256);
     let mut pool = HeapPool::new(256);
     let mut input = PacketVec::with_capacity(256);
@@ -47,9 +53,11 @@ fn run(frames: &[Vec<u8>]) -> Run {
     }
     node.run(&cx, &mut input, &mut exits, &mut pool);
     let ip: Vec<_> = node.queue(ParseNext::Ip).drain().collect();
+    let arp: Vec<_> = node.queue(ParseNext::Arp).drain().collect();
     let host: Vec<_> = exits.host.drain().collect();
     Run {
         ip,
+        arp,
         host,
         report: node.stats().report(),
         counters: node.stage.counters(),
@@ -69,7 +77,7 @@ fn accept(frame: Vec<u8>) -> (PacketMeta, Vec<u8>) {
 /// Run one frame that must be dropped for `reason`.
 fn refuse(frame: Vec<u8>, reason: ParseDrop) {
     let r = run(&[frame]);
-    assert_eq!(r.ip.len() + r.host.len(), 0);
+    assert_eq!(r.ip.len() + r.arp.len() + r.host.len(), 0);
     assert_eq!(r.report.dropped(reason.name()), 1, "drops: {:?}", r.report.drops);
     assert_eq!(r.report.total_drops(), 1);
 }
@@ -188,10 +196,14 @@ fn non_ip_and_other_protocols_go_to_the_host() {
         .ip_proto(1)
         .payload(&[8, 0, 0, 0, 0, 0, 0, 0])
         .build();
-    let r = run(&[arp, lldp, gre, icmp_in_v6]);
-    assert_eq!(r.host.len(), 4);
+    let r = run(&[arp.clone(), lldp.clone(), gre.clone(), icmp_in_v6.clone()]);
+    assert_eq!(r.host.len(), 3);
     assert_eq!(r.ip.len(), 0);
-    assert_eq!(r.report.host, 4);
+    assert_eq!(r.report.host, 3);
+    // ARP goes on to the ARP/ND stage, untouched.
+    assert_eq!(r.arp.len(), 1);
+    assert_eq!(r.arp[0].mbuf.data(), &arp[..]);
+    assert_eq!(r.report.sent(ParseNext::Arp.name()), 1);
     assert_eq!(
         r.counters,
         ParseCounters {
@@ -201,6 +213,11 @@ fn non_ip_and_other_protocols_go_to_the_host() {
             trimmed: 0
         }
     );
+    // With the ARP stage off, ARP goes to the host path like any other non-IP frame.
+    let mut p = Parse::new();
+    p.arp_to_stage = false;
+    let r = run_with(p, &[arp, lldp, gre, icmp_in_v6]);
+    assert_eq!((r.host.len(), r.arp.len(), r.counters.arp), (4, 0, 1));
 }
 
 #[test]
@@ -284,7 +301,8 @@ fn a_vector_keeps_order_and_disposes_of_everything() {
     }
     let r = run(&frames);
     assert_eq!(r.ip.len(), 16);
-    assert_eq!(r.host.len(), 8);
+    assert_eq!(r.arp.len(), 8);
+    assert_eq!(r.host.len(), 0);
     assert_eq!(r.report.dropped("bad_ip_checksum"), 8);
     assert_eq!(r.report.packets, 32);
     let sports: Vec<u16> = r.ip.iter().map(|p| p.meta.sport).collect();

@@ -36,8 +36,11 @@
 //! `Arc<Templates>` on every lcore. Without it a persistent service is scheduled as a plain
 //! one and [`ScheduleCounters::persist_unwired`] counts it.
 //!
-//! ICMP: echo to a VIP goes to the host path, as do ICMP errors lookup could not match to a
-//! connection (lookup passes matching ones straight to xmit).
+//! ICMP: ICMP and ICMPv6 that lookup could not match to a connection (lookup passes matching
+//! errors straight to xmit) go on to [`ScheduleNext::Local`], the ARP/ND stage
+//! (`rvs_xmit::arp`), which answers echo to VIPs and local addresses and handles neighbour
+//! discovery, and hands the rest to the host path. With [`Schedule::icmp_to_local`] off they
+//! go to the host path here, as DPVS hands them to its IP stack.
 //!
 //! | issue-4 feature | shown by |
 //! |---|---|
@@ -69,6 +72,8 @@ rvs_core::labels! {
     pub enum ScheduleNext {
         /// A destination was picked: create the connection.
         New = ("conn-new", "a destination was picked; conn-new creates the connection"),
+        /// ICMP/ICMPv6 with no connection: for the ARP/ND stage (echo, neighbour discovery).
+        Local = ("local", "ICMP/ICMPv6 with no connection, for the ARP/ND stage (echo, neighbour discovery)"),
     }
 }
 
@@ -107,8 +112,10 @@ pub struct ScheduleCounters {
     pub host_stray: u64,
     /// To a VIP port or protocol with no service, defence off.
     pub host_no_service: u64,
-    /// ICMP to a VIP (answered by the host path).
+    /// ICMP to a VIP handed to the host path ([`Schedule::icmp_to_local`] off).
     pub host_icmp: u64,
+    /// ICMP/ICMPv6 sent on to [`ScheduleNext::Local`].
+    pub local_icmp: u64,
     /// Followers recirculated to meet the connection an earlier packet of the vector made.
     pub recirculated: u64,
     /// Destinations chosen (by the scheduler or a persistence template).
@@ -198,6 +205,9 @@ struct Instance {
 /// The schedule stage of one lcore.
 #[derive(Debug)]
 pub struct Schedule {
+    /// Send ICMP/ICMPv6 without a connection to [`ScheduleNext::Local`] (on by default);
+    /// off, ICMP to a VIP goes to the host path and ICMP to other addresses too.
+    pub icmp_to_local: bool,
     loads: Arc<LoadTable>,
     seed: u64,
     generation: Option<u64>,
@@ -215,6 +225,7 @@ impl Schedule {
     /// schedulers' random choices (twos) per lcore.
     pub fn new(loads: Arc<LoadTable>, seed: u64) -> Self {
         Schedule {
+            icmp_to_local: true,
             loads,
             seed,
             generation: None,
@@ -295,6 +306,11 @@ impl Schedule {
             out.host(p);
             return;
         };
+        if self.icmp_to_local && matches!(tuple.proto, Proto::Icmp | Proto::Icmp6) {
+            self.counters.local_icmp += 1;
+            out.next(ScheduleNext::Local, p);
+            return;
+        }
         if self.pending.contains(&tuple) {
             self.counters.recirculated += 1;
             out.redirect(cx.lcore, p);
@@ -937,5 +953,47 @@ mod tests {
         );
         assert_eq!(dests(&out), vec![0, 1]);
         assert_eq!(l.node.stage.counters().persist_unwired, 2);
+    }
+
+    #[test]
+    fn icmp_without_a_connection_goes_to_the_local_stage() {
+        let snap = snapshot(Defence::default(), 1);
+        let icmp = |daddr: Addr, typ: u8| {
+            let mut p = pkt(Proto::Icmp, daddr, 9, 0, 9);
+            p.meta.icmp_type = typ;
+            p
+        };
+        let other = Addr::v4([198, 18, 1, 1]);
+        let cx = StageCx {
+            now: Now(0),
+            lcore: 0,
+            snapshot: &snap,
+        };
+        for on in [true, false] {
+            let mut stage = Schedule::new(Arc::new(LoadTable::new(4)), 7);
+            stage.icmp_to_local = on;
+            let mut node = Node::new(stage, 64);
+            let mut exits = Exits::new(1, 1, 64);
+            let mut pool = HeapPool::new(8);
+            let mut input = PacketVec::with_capacity(64);
+            for p in [icmp(VIP, 8), icmp(other, 8), icmp(VIP, 3)] {
+                input.push(p).unwrap();
+            }
+            // A TCP SYN behind them is still scheduled.
+            input.push(pkt(Proto::Tcp, VIP, 80, SYN, 1000)).unwrap();
+            node.run(&cx, &mut input, &mut exits, &mut pool);
+            let local: Vec<_> = node.queue(ScheduleNext::Local).drain().map(|p| p.meta).collect();
+            let host = exits.host.drain().count();
+            assert_eq!(node.queue(ScheduleNext::New).drain().count(), 1);
+            let c = node.stage.counters();
+            if on {
+                assert_eq!(local.len(), 3);
+                assert_eq!((local[0].daddr, local[1].daddr, local[2].icmp_type), (VIP, other, 3));
+                assert_eq!((host, c.local_icmp, c.host_icmp), (0, 3, 0));
+            } else {
+                assert!(local.is_empty());
+                assert_eq!((host, c.local_icmp, c.host_icmp, c.host_not_vip), (3, 0, 2, 1));
+            }
+        }
     }
 }
