@@ -149,6 +149,13 @@ pub struct ConnCfg {
     /// Destination counter slots (the most destinations over all services).
     #[serde(default = "default_dest_slots")]
     pub dest_slots: usize,
+    /// Persistence templates, all lcores together.
+    #[serde(default = "default_templates")]
+    pub templates: usize,
+}
+
+fn default_templates() -> usize {
+    1 << 16
 }
 
 fn default_capacity() -> usize {
@@ -167,6 +174,7 @@ impl Default for ConnCfg {
             capacity: default_capacity(),
             buckets_log2: default_buckets(),
             dest_slots: default_dest_slots(),
+            templates: default_templates(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! parse -> lookup --hit--> xmit
-//!                 \--miss--> schedule -> conn-new --/
+//!   |             \--miss--> schedule -> conn-new --/
+//!   \--arp--> arp <--local (ICMP to us)--/
 //! ```
 //!
 //! Followers that schedule recirculates (packets of a flow an earlier packet of the same
@@ -14,7 +15,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rvs_conn::{ConnConfig, LcoreConns, SharedConns};
+use rvs_conn::{ConnConfig, LcoreConns, SharedConns, Templates};
 use rvs_conn_new::ConnNew;
 use rvs_core::load::LoadTable;
 use rvs_core::mbuf::{Mbuf, PacketPool};
@@ -25,6 +26,8 @@ use rvs_lookup::Lookup;
 use rvs_parse::Parse;
 use rvs_schedule::Schedule;
 use rvs_xmit::Xmit;
+use rvs_xmit::arp::Arp;
+use rvs_xmit::neigh::{NeighCache, NeighConfig};
 
 use crate::config::Config;
 use crate::l2;
@@ -42,6 +45,8 @@ pub struct Nodes {
     pub conn_new: NodeId<ConnNew>,
     /// xmit.
     pub xmit: NodeId<Xmit>,
+    /// ARP/ND and echo replies.
+    pub arp: NodeId<Arp>,
 }
 
 /// One lcore's data plane.
@@ -68,9 +73,31 @@ impl<M: Mbuf + 'static> std::fmt::Debug for Worker<M> {
     }
 }
 
+/// What every lcore's worker shares: the global persistence template table.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Persistence templates (global: a client may arrive on several lcores).
+    pub templates: Arc<Templates>,
+}
+
+impl Shared {
+    /// Shared state sized from the configuration.
+    pub fn new(cfg: &Config) -> Self {
+        Shared {
+            templates: Arc::new(Templates::new(cfg.conn.templates, 64, cfg.pipeline.seed ^ 0x7465_6d70)),
+        }
+    }
+}
+
 impl<M: Mbuf + 'static> Worker<M> {
-    /// Build lcore `lcore` of `lcores` from the configuration.
+    /// Build lcore `lcore` of `lcores` from the configuration, with state of its own where
+    /// lcores would share it (one lcore: `rvs replay`).
     pub fn new(cfg: &Config, lcore: u16, lcores: u16) -> anyhow::Result<Self> {
+        Self::with_shared(cfg, lcore, lcores, &Shared::new(cfg))
+    }
+
+    /// Build lcore `lcore` of `lcores`, sharing `shared` with the other lcores' workers.
+    pub fn with_shared(cfg: &Config, lcore: u16, lcores: u16, shared: &Shared) -> anyhow::Result<Self> {
         let seed = cfg.pipeline.seed ^ ((lcore as u64) << 48);
         let loads = Arc::new(LoadTable::new(cfg.conn.dest_slots));
         let conns: SharedConns = Rc::new(RefCell::new(LcoreConns::new(
@@ -84,18 +111,24 @@ impl<M: Mbuf + 'static> Worker<M> {
             lcores,
             loads.clone(),
         )));
+        conns.borrow_mut().set_templates(shared.templates.clone());
         let ports = cfg.interfaces.len().max(1);
         let mut graph = Graph::new(ports, lcores as usize);
         let parse = graph.add(Parse::new());
         let lookup = graph.add(Lookup::new(conns.clone()));
-        let schedule = graph.add(Schedule::new(loads.clone(), seed));
+        let schedule = graph.add(Schedule::new(loads.clone(), seed).with_templates(shared.templates.clone()));
         let conn_new = graph.add(ConnNew::new(conns.clone(), rvs_core::hash::mix64(seed ^ 0x666e_6174)));
-        let xmit = graph.add(Xmit::new(conns.clone(), l2::build(cfg)?));
+        let l2 = l2::build(cfg)?;
+        let neigh = NeighCache::shared(NeighConfig::default());
+        let xmit = graph.add(Xmit::new(conns.clone(), l2.clone()).with_neigh(neigh.clone()));
+        let arp = graph.add(Arp::new(l2, neigh));
         graph.connect(parse, rvs_parse::ParseNext::Ip, lookup)?;
         graph.connect(lookup, rvs_lookup::LookupNext::Hit, xmit)?;
         graph.connect(lookup, rvs_lookup::LookupNext::Miss, schedule)?;
         graph.connect(schedule, rvs_schedule::ScheduleNext::New, conn_new)?;
         graph.connect(conn_new, rvs_conn_new::ConnNewNext::Xmit, xmit)?;
+        graph.connect(parse, rvs_parse::ParseNext::Arp, arp)?;
+        graph.connect(schedule, rvs_schedule::ScheduleNext::Local, arp)?;
         graph.check()?;
         Ok(Worker {
             graph,
@@ -105,6 +138,7 @@ impl<M: Mbuf + 'static> Worker<M> {
                 schedule,
                 conn_new,
                 xmit,
+                arp,
             },
             conns,
             loads,

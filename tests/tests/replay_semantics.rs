@@ -278,3 +278,79 @@ fn the_graph_allocates_nothing_per_vector_after_warm_up() {
     assert_eq!(n, 32);
     assert_eq!(allocs, 0, "new-connection vector allocated");
 }
+
+/// `-p 300 -M 24` through the whole graph: every connection from one client /24 lands on
+/// the real server its first connection got, where rr alone would alternate.
+#[test]
+fn persistence_keeps_a_client_network_on_one_server() {
+    let text = r#"
+[defence]
+tcp_drop = true
+
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.1.1/24"]
+
+[[neighbor]]
+ip = "198.18.1.11"
+mac = "02:00:00:00:01:11"
+[[neighbor]]
+ip = "198.18.1.12"
+mac = "02:00:00:00:01:12"
+
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "rr"
+forward = "dr"
+persistence = 300
+netmask = 24
+
+[[service.dest]]
+ip = "198.18.1.11"
+[[service.dest]]
+ip = "198.18.1.12"
+"#;
+    let cfg = Config::parse("persist.toml", text).unwrap();
+    let mut engine = Engine::new(&cfg, 32).unwrap();
+    // Ten connections from 198.18.128.0/24, ten from 198.18.129.0/24, interleaved.
+    let mut recs = Vec::new();
+    for i in 0..20u32 {
+        let net = if i % 2 == 0 {
+            [198, 18, 128, 0]
+        } else {
+            [198, 18, 129, 0]
+        };
+        let client = Ipv4Addr::from(u32::from(Ipv4Addr::from(net)) + 1 + i);
+        let f = Pkt::eth(GW_MAC, LB_MAC)
+            .ipv4(client, VIP)
+            .tcp(40000 + i as u16, 80)
+            .flags(SYN)
+            .seq(1)
+            .build();
+        recs.push((1_000_000 + i as u64 * 1000, f));
+    }
+    let mut by_net: std::collections::BTreeMap<u8, std::collections::BTreeSet<[u8; 6]>> = Default::default();
+    engine
+        .feed(&recs, |e| {
+            let d = decode_checked(&e.bytes).unwrap();
+            let src = match d.ip().unwrap().src() {
+                std::net::IpAddr::V4(a) => a.octets()[2],
+                other => panic!("{other}"),
+            };
+            by_net.entry(src).or_default().insert(d.eth.unwrap().dst);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(engine.report().created, 20);
+    assert_eq!(by_net.len(), 2);
+    for (net, servers) in &by_net {
+        assert_eq!(servers.len(), 1, "client network .{net}.0/24 spread over {servers:?}");
+    }
+    assert_ne!(
+        by_net[&128], by_net[&129],
+        "rr placed the two networks' templates on different servers"
+    );
+}
