@@ -23,7 +23,7 @@
 //! Not done: errors across NAT64 (ICMPv4 <-> ICMPv6 translation, RFC 7915 sections 4.2 and
 //! 5.2: dropped as `not_supported`); errors quoting ICMP queries.
 //!
-//! **Fragmentation needed** for TUNNEL ([`frag_needed`]): from the VIP (the address the client
+//! **Fragmentation needed** for TUNNEL (`frag_needed`): from the VIP (the address the client
 //! sent to, so the client's stack and firewalls relate it to the flow) to the client, type 3
 //! code 4 with the next-hop MTU (RFC 1191), or ICMPv6 type 2 (RFC 4443 section 3.2), quoting
 //! as much of the packet as fits in 576 bytes (RFC 1812 section 4.3.2.3) or 1280 (RFC 4443
