@@ -120,8 +120,10 @@ impl<M: Mbuf + 'static> Worker<M> {
         let conn_new = graph.add(ConnNew::new(conns.clone(), rvs_core::hash::mix64(seed ^ 0x666e_6174)));
         let l2 = l2::build(cfg)?;
         let neigh = NeighCache::shared(NeighConfig::default());
-        let xmit = graph.add(Xmit::new(conns.clone(), l2.clone()).with_neigh(neigh.clone()));
-        let arp = graph.add(Arp::new(l2, neigh));
+        // ARP/ND before xmit: a hop learned in this vector releases xmit's held packets in
+        // the same pass.
+        let arp = graph.add(Arp::new(l2.clone(), neigh.clone()));
+        let xmit = graph.add(Xmit::new(conns.clone(), l2).with_neigh(neigh));
         graph.connect(parse, rvs_parse::ParseNext::Ip, lookup)?;
         graph.connect(lookup, rvs_lookup::LookupNext::Hit, xmit)?;
         graph.connect(lookup, rvs_lookup::LookupNext::Miss, schedule)?;
