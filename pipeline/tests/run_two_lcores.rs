@@ -144,10 +144,29 @@ fn read_records(path: &Path) -> Vec<Vec<u8>> {
 }
 
 struct Rig {
-    child: Child,
+    child: Option<Child>,
     feeds: Vec<Feed>,
     outs: [PathBuf; 2],
     seen: [usize; 2],
+    prefix: String,
+}
+
+impl Drop for Rig {
+    /// A failed test must not leave rvs behind: end the FIFOs (EOF), SIGTERM, then SIGKILL,
+    /// and remove the EAL runtime directory a killed rvs could not.
+    fn drop(&mut self) {
+        self.feeds.clear();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        }
+    }
 }
 
 impl Rig {
@@ -205,18 +224,28 @@ fn replies_reach_the_owner_lcore_in_fnat_and_nat() {
     let conf = dir.join("two.toml");
     std::fs::write(&conf, config(&fifos, &outs)).expect("config");
     let stats_file = dir.join("stats.json");
-    let mut child = Command::new(rvs())
+    let prefix = format!("run-two-{}", std::process::id());
+    let child = Command::new(rvs())
         .arg("run")
         .arg("--config")
         .arg(&conf)
         .arg("--stats")
         .arg(&stats_file)
         .arg("--file-prefix")
-        .arg(format!("run-two-{}", std::process::id()))
+        .arg(&prefix)
+        // A safety net: the test kicks every few ms, so this only fires if it died.
+        .args(["--idle-ms", "30000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rvs");
+    let mut rig = Rig {
+        child: Some(child),
+        feeds: Vec::new(),
+        outs: outs.clone(),
+        seen: [0, 0],
+        prefix,
+    };
     // rvs opens the FIFOs in queue order while it sets the port up: open each (in a thread:
     // an open blocks until the reader comes) and write the pcap header.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -241,8 +270,9 @@ fn replies_reach_the_owner_lcore_in_fnat_and_nat() {
         if let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
             break v;
         }
-        if let Ok(Some(_)) = child.try_wait() {
-            let out = child.wait_with_output().expect("rvs output");
+        let exited = rig.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if exited {
+            let out = rig.child.take().expect("child").wait_with_output().expect("rvs output");
             // Unblock the opener thread if it still waits.
             for p in &fifos {
                 let _ = File::open(p);
@@ -257,18 +287,13 @@ fn replies_reach_the_owner_lcore_in_fnat_and_nat() {
             );
         }
     };
-    let mut rig = Rig {
-        child,
-        feeds: files
-            .into_iter()
-            .map(|f| Feed {
-                f,
-                t: 1_700_000_000_000_000,
-            })
-            .collect(),
-        outs: outs.clone(),
-        seen: [0, 0],
-    };
+    rig.feeds = files
+        .into_iter()
+        .map(|f| Feed {
+            f,
+            t: 1_700_000_000_000_000,
+        })
+        .collect();
 
     let vip_f = Addr::v4([198, 18, 0, 100]);
     let vip_n = Addr::v4([198, 18, 0, 101]);
@@ -470,11 +495,14 @@ fn replies_reach_the_owner_lcore_in_fnat_and_nat() {
     }
 
     // Stop: SIGTERM, then end the FIFOs so no lcore stays blocked in a read.
-    let pid = rig.child.id().to_string();
-    let st = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let child = rig.child.take().expect("rvs runs");
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(st.success());
     rig.feeds.clear();
-    let out = rig.child.wait_with_output().expect("rvs output");
+    let out = child.wait_with_output().expect("rvs output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
