@@ -161,6 +161,10 @@ pub(crate) fn v6_to_v4<M: Mbuf>(m: &mut M, h: &Hdr, proto: u8, src: Addr, dst: A
         (ip.traffic_class(), ip.hop_limit())
     };
     let upper = h.end - h.l4;
+    if V4_HDR + upper > u16::MAX as usize {
+        // A jumbo-sized IPv6 payload has no IPv4 form.
+        return Err(XmitDrop::Invalid);
+    }
     let shrink = h.l3_hdr_len() - V4_HDR;
     if !m.remove_front(h.l3, shrink) {
         return Err(XmitDrop::Invalid);
