@@ -57,7 +57,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::replay::{DestOut, DropOut, ServiceOut, StageOut};
-use crate::worker::Worker;
+use crate::worker::{Shared, Worker};
 
 /// Connections expired per lcore per loop iteration at most.
 pub const EXPIRE_BUDGET: usize = 1024;
@@ -218,6 +218,7 @@ struct LcoreEnd {
 
 struct LcoreEnv {
     cfg: Arc<Config>,
+    shared: Shared,
     snap: Arc<Snapshot>,
     owners: Option<Arc<OwnerTable>>,
     pool: RtePool,
@@ -591,8 +592,11 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
             from: c,
         });
     }
+    // State every lcore's worker shares (persistence templates are global).
+    let shared = Shared::new(cfg);
     let env = |l: usize| LcoreEnv {
         cfg: cfg_arc.clone(),
+        shared: shared.clone(),
         snap: snap.clone(),
         owners: owners.clone(),
         pool: RtePool::new(mempool.clone()),
@@ -803,7 +807,7 @@ impl MainCtl {
 fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) -> Result<LcoreEnd, String> {
     let me = io.idx;
     let workers = io.to.len() as u16;
-    let mut worker = match Worker::<RteMbuf>::new(&env.cfg, me, workers) {
+    let mut worker = match Worker::<RteMbuf>::with_shared(&env.cfg, me, workers, &env.shared) {
         Ok(w) => w,
         Err(e) => {
             let msg = format!("{e:#}");
