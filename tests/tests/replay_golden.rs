@@ -214,14 +214,16 @@ impl Net {
         let rs = f.rs.unwrap();
         let (peer, pport) = f.rs_peer.unwrap();
         let src = if self.mode == Mode::Dr { VIP } else { rs_ip(rs) };
-        Pkt::eth(rs_mac(rs), LB_MAC)
+        let mut p = Pkt::eth(rs_mac(rs), LB_MAC)
             .ipv4(src, peer)
             .tcp(rs_port(self.mode), pport)
             .flags(flags)
             .seq(seq)
-            .ack(ack)
-            .payload(payload)
-            .build()
+            .ack(ack);
+        if flags & SYN != 0 {
+            p = p.mss(1460);
+        }
+        p.payload(payload).build()
     }
 
     /// Deliver what rvs emitted: to a real server (by destination MAC) or to a client (via
@@ -330,8 +332,12 @@ impl Net {
                 )
             })
             .collect();
+        let mode = self.mode;
         self.exchange_from_rs(synacks, |f, tcp| {
             assert_eq!(tcp.flags, SYN | ACK);
+            // FNAT lowers the server's MSS by the TOA length so no packet outgrows the path.
+            let mss = if mode == Mode::Fnat { 1460 - 8 } else { 1460 };
+            assert_eq!(tcp.mss(), Some(mss), "{mode:?}: MSS the client sees");
             assert_eq!(
                 tcp.ack,
                 f.c_isn.wrapping_add(1),
@@ -354,6 +360,10 @@ impl Net {
             let f = &self.flows[*i];
             let tcp = d.tcp().unwrap();
             assert_eq!(d.payload, REQ, "the request arrives intact");
+            // FNAT hands the client's address to the server in TOA, in the first packet after
+            // the handshake, as DPVS does.
+            let want_toa = (self.mode == Mode::Fnat).then(|| (f.cport, IpAddr::V4(f.client.unwrap())));
+            assert_eq!(tcp.toa(), want_toa, "{:?}: TOA on the first data packet", self.mode);
             assert_eq!(
                 tcp.seq,
                 f.rs_seen_isn.wrapping_add(1),
