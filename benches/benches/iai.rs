@@ -11,12 +11,14 @@
 use std::hint::black_box;
 
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
-use rvs_benches::Bench;
+use rvs_benches::{Bench, GraphBench};
 use rvs_conn_new::ConnNew;
+use rvs_core::meta::Dir;
 use rvs_core::service::Forward;
 use rvs_lookup::Lookup;
 use rvs_parse::Parse;
 use rvs_schedule::Schedule;
+use rvs_xmit::Xmit;
 
 const K64: usize = 1 << 16;
 
@@ -68,5 +70,29 @@ fn conn_new(mut b: Bench<ConnNew>) -> Bench<ConnNew> {
     black_box(b)
 }
 
-library_benchmark_group!(name = stages; benchmarks = parse, lookup, schedule, conn_new);
-main!(library_benchmark_groups = stages);
+#[library_benchmark]
+#[bench::fnat_in_32(rvs_benches::xmit(Forward::Fnat, Dir::In, 32, 32))]
+#[bench::fnat_in_256(rvs_benches::xmit(Forward::Fnat, Dir::In, 256, 256))]
+#[bench::fnat_out_32(rvs_benches::xmit(Forward::Fnat, Dir::Out, 32, 32))]
+#[bench::fnat_out_256(rvs_benches::xmit(Forward::Fnat, Dir::Out, 256, 256))]
+#[bench::nat_in_32(rvs_benches::xmit(Forward::Nat, Dir::In, 32, 32))]
+#[bench::nat_out_32(rvs_benches::xmit(Forward::Nat, Dir::Out, 32, 32))]
+#[bench::dr_in_32(rvs_benches::xmit(Forward::Dr, Dir::In, 32, 32))]
+fn xmit(mut b: Bench<Xmit>) -> Bench<Xmit> {
+    b.run();
+    black_box(b)
+}
+
+#[library_benchmark]
+#[bench::established_32(GraphBench::new("established", 32, 32))]
+#[bench::established_256(GraphBench::new("established", 256, 256))]
+#[bench::new_conn_32(GraphBench::new("new_conn", 32, 32))]
+#[bench::new_conn_256(GraphBench::new("new_conn", 256, 256))]
+fn graph(mut b: GraphBench) -> GraphBench {
+    b.run();
+    black_box(b)
+}
+
+library_benchmark_group!(name = stages; benchmarks = parse, lookup, schedule, conn_new, xmit);
+library_benchmark_group!(name = whole; benchmarks = graph);
+main!(library_benchmark_groups = stages, whole);

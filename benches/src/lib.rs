@@ -22,8 +22,9 @@
 //! throughput is set to the vector size (elements = packets), and `benches/iai-guard` prints
 //! instructions per packet.
 //!
-//! Not measured here (yet): synproxy (the crate has no stage), the xmit stage and the whole
-//! graph (they join as `rvs-xmit` and `rvs_pipeline::worker` land).
+//! [`GraphBench`] does the same for one lcore's whole graph ([`Worker`]) fed raw frames.
+//!
+//! Not measured here: synproxy (the crate has no stage yet).
 
 #![forbid(unsafe_code)]
 
@@ -38,15 +39,18 @@ use rvs_core::addr::{Addr, Proto};
 use rvs_core::label::Label;
 use rvs_core::load::{Counter, LoadTable};
 use rvs_core::mbuf::{HeapMbuf, HeapPool, PacketPool};
-use rvs_core::meta::{PacketMeta, SchedChoice};
+use rvs_core::meta::{Dir, PacketMeta, SchedChoice};
 use rvs_core::rng::SplitMix64;
 use rvs_core::service::{Defence, Dest, DestId, Forward, Service, ServiceKey, Snapshot};
-use rvs_core::stage::{Exits, Node, Packet, PacketVec, Stage, StageCx};
+use rvs_core::stage::{Exits, Node, Packet, PacketVec, Stage, StageCx, VECTOR_MAX};
 use rvs_core::time::Now;
 use rvs_lookup::{Lookup, LookupNext};
 use rvs_parse::{Parse, ParseNext};
+use rvs_pipeline::config::Config;
+use rvs_pipeline::worker::Worker;
 use rvs_schedule::{Schedule, ScheduleNext};
 use rvs_testkit::builder::{ACK, Pkt, SYN, mac};
+use rvs_xmit::{L2, Xmit};
 
 /// Vector sizes every stage is measured with: the default and the largest.
 pub const VECTORS: [usize; 2] = [32, 256];
@@ -510,4 +514,365 @@ pub fn conn_new(fwd: Forward, vector: usize, ring: usize) -> Bench<ConnNew> {
         Exit::Next(ConnNewNext::Xmit.index()),
         Some(hook),
     )
+}
+
+// ---------------------------------------------------------------- xmit
+
+/// The transmit cases: forwarding mode and direction (DR has no outbound: replies go
+/// straight from the real server to the client).
+pub const XMIT_CASES: [(&str, Forward, Dir); 5] = [
+    ("fnat_in", Forward::Fnat, Dir::In),
+    ("fnat_out", Forward::Fnat, Dir::Out),
+    ("nat_in", Forward::Nat, Dir::In),
+    ("nat_out", Forward::Nat, Dir::Out),
+    ("dr_in", Forward::Dr, Dir::In),
+];
+
+/// Interfaces, neighbours and routes of the xmit and graph benches: port 0 faces the real
+/// servers (198.18.1.0/24, local addresses 198.18.1.1-4), port 1 the clients through the
+/// gateway 198.18.2.254.
+pub fn bench_l2() -> L2 {
+    let mut l2 = L2::new();
+    let r = (|| {
+        l2.add_interface(
+            "port0",
+            "02:00:00:00:00:01",
+            &[
+                "198.18.0.1/24",
+                "198.18.1.1/24",
+                "198.18.1.2/24",
+                "198.18.1.3/24",
+                "198.18.1.4/24",
+            ],
+        )?;
+        l2.add_interface("port1", "02:00:00:00:00:02", &["198.18.2.1/24"])?;
+        for i in 0..8 {
+            l2.add_neighbor(
+                &format!("198.18.1.{}", 11 + i),
+                &format!("02:00:00:00:01:{:02x}", 0x11 + i),
+            )?;
+        }
+        l2.add_neighbor("198.18.2.254", "02:00:00:00:02:fe")?;
+        l2.set_default_gateway("198.18.2.254")
+    })();
+    if let Err(e) = r {
+        panic!("bench l2: {e}");
+    }
+    l2
+}
+
+/// Xmit over `ring` connections of mode `fwd` (real servers 198.18.1.11-18, FNAT local
+/// addresses 198.18.1.1-4), one packet per connection in direction `dir`: an ACK with 64 bytes
+/// of payload; FNAT outbound packets carry a two-edge SACK block (rewritten by the sequence
+/// delta). The stage rewrites in place, so every vector is rebuilt from the templates.
+pub fn xmit(fwd: Forward, dir: Dir, vector: usize, ring: usize) -> Bench<Xmit> {
+    let ring = ring.max(vector);
+    let loads = Arc::new(LoadTable::new(8));
+    let cfg = ConnConfig {
+        capacity: ring,
+        buckets_log2: (ring.next_power_of_two().trailing_zeros() + 1) as u8,
+        seed: 3,
+        timer_tick_ms: 10,
+    };
+    let conns: SharedConns = Rc::new(RefCell::new(LcoreConns::new(cfg, 0, 1, loads)));
+    let mut t = Vec::with_capacity(ring);
+    for i in 0..ring {
+        let inb = Tuple {
+            proto: Proto::Tcp,
+            saddr: Addr::from_v4_u32(0xc612_0500 + (i as u32 >> 14)),
+            sport: 1024 + (i as u16 & 0x3fff),
+            daddr: Addr::v4(VIP),
+            dport: 80,
+        };
+        let rs = Addr::v4([198, 18, 1, 11 + (i % 8) as u8]);
+        let rport = if fwd.keeps_port() { 80 } else { 8080 };
+        let la = Addr::v4([198, 18, 1, 1 + (i % 4) as u8]);
+        let c = Conn {
+            in_tuple: inb,
+            out_tuple: Conn::out_tuple_for(fwd, &inb, rs, rport, la, 1024 + (i / 4) as u16),
+            fwd,
+            fnat_seq_delta: if fwd == Forward::Fnat { 0x1234_5678 } else { 0 },
+            ..Conn::default()
+        };
+        let id = match conns.borrow_mut().insert(c.clone(), Now::from_secs(1)) {
+            Ok(id) => id,
+            Err(e) => panic!("xmit bench table: {e:?}"),
+        };
+        let u = if dir == Dir::In { c.in_tuple } else { c.out_tuple };
+        let b = Pkt::eth(mac(9), mac(1))
+            .ipv4(ip4(u.saddr), ip4(u.daddr))
+            .tcp(u.sport, u.dport)
+            .flags(ACK)
+            .seq(1000 + i as u32)
+            .ack(2000);
+        let b = if dir == Dir::Out && fwd == Forward::Fnat {
+            b.nop().nop().sack(&[(3000, 4000)])
+        } else {
+            b
+        };
+        let mut tp = Template::parsed(b.payload(&[0x5a; 64]).build());
+        tp.meta.conn = id;
+        tp.meta.dir = dir;
+        t.push(tp);
+    }
+    Bench::new(
+        Xmit::new(conns, Arc::new(bench_l2())),
+        Snapshot::empty(),
+        t,
+        vector,
+        Exit::Tx,
+        None,
+    )
+}
+
+// ---------------------------------------------------------------- the whole graph
+
+/// The configuration of the whole-graph benches: one FNAT service on [`VIP`]:80 scheduled
+/// by wlc over 8 real servers, four local addresses, the defence switch on.
+pub const GRAPH_CONFIG: &str = r#"
+[defence]
+tcp_drop = true
+
+[conn]
+capacity = 131072
+buckets_log2 = 18
+
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.1.1/24", "198.18.1.2/24", "198.18.1.3/24", "198.18.1.4/24"]
+
+[[interface]]
+name = "port1"
+mac = "02:00:00:00:00:02"
+addresses = ["198.18.2.1/24"]
+
+[[neighbor]]
+ip = "198.18.1.11"
+mac = "02:00:00:00:01:11"
+[[neighbor]]
+ip = "198.18.1.12"
+mac = "02:00:00:00:01:12"
+[[neighbor]]
+ip = "198.18.1.13"
+mac = "02:00:00:00:01:13"
+[[neighbor]]
+ip = "198.18.1.14"
+mac = "02:00:00:00:01:14"
+[[neighbor]]
+ip = "198.18.1.15"
+mac = "02:00:00:00:01:15"
+[[neighbor]]
+ip = "198.18.1.16"
+mac = "02:00:00:00:01:16"
+[[neighbor]]
+ip = "198.18.1.17"
+mac = "02:00:00:00:01:17"
+[[neighbor]]
+ip = "198.18.1.18"
+mac = "02:00:00:00:01:18"
+[[neighbor]]
+ip = "198.18.2.254"
+mac = "02:00:00:00:02:fe"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.18.2.254"
+
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "wlc"
+forward = "fnat"
+local_addresses = ["198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"]
+
+[[service.dest]]
+ip = "198.18.1.11"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.12"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.13"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.14"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.15"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.16"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.17"
+port = 8080
+[[service.dest]]
+ip = "198.18.1.18"
+port = 8080
+"#;
+
+/// One lcore's whole graph ([`Worker`]: parse -> lookup -> {hit: xmit, miss: schedule ->
+/// conn-new -> xmit}) running vector after vector over heap buffers, raw frames in.
+pub struct GraphBench {
+    /// The worker (graph, connections, destination counters).
+    pub worker: Worker<HeapMbuf>,
+    /// The snapshot every vector sees.
+    pub snap: Snapshot,
+    /// Packets per vector.
+    pub vector: usize,
+    pool: HeapPool,
+    frames: Vec<Vec<u8>>,
+    cursor: usize,
+    now: Now,
+    remove_new: bool,
+}
+
+impl std::fmt::Debug for GraphBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphBench")
+            .field("vector", &self.vector)
+            .field("frames", &self.frames.len())
+            .finish()
+    }
+}
+
+/// The two whole-graph cases.
+pub const GRAPH_CASES: [&str; 2] = ["established", "new_conn"];
+
+impl GraphBench {
+    /// `case` "established": ACKs from `ring` clients whose connections their own SYNs made
+    /// during setup (never inserted by hand); "new_conn": SYNs of `ring` new flows, each
+    /// creating a connection (scheduled by wlc, FNAT local port, both tuples hashed), removed
+    /// again between vectors outside the measurement. Both must all be transmitted.
+    pub fn new(case: &str, vector: usize, ring: usize) -> Self {
+        let cfg = match Config::parse("bench", GRAPH_CONFIG) {
+            Ok(c) => c,
+            Err(e) => panic!("graph bench config: {e}"),
+        };
+        let snap = match cfg.snapshot(1, 1) {
+            Ok(s) => s,
+            Err((_, e)) => panic!("graph bench snapshot: {e}"),
+        };
+        let worker = match Worker::new(&cfg, 0, 1) {
+            Ok(w) => w,
+            Err(e) => panic!("graph bench worker: {e}"),
+        };
+        let ring = ring.max(vector);
+        let frame = |i: usize, flags: u8| {
+            let c = Addr::from_v4_u32(0xc613_0000 + (i as u32 >> 12));
+            let sport = 1024 + (i as u16 & 0x0fff);
+            Pkt::eth(mac(9), mac(2))
+                .ipv4(ip4(c), VIP)
+                .tcp(sport, 80)
+                .flags(flags)
+                .seq(7000)
+                .ack(if flags & ACK != 0 { 1 } else { 0 })
+                .payload(if flags == SYN { &[] } else { &[0x5a; 64] })
+                .build()
+        };
+        let (establish, remove_new) = match case {
+            "established" => (true, false),
+            "new_conn" => (false, true),
+            other => panic!("unknown graph case {other}"),
+        };
+        let frames = (0..ring).map(|i| frame(i, if establish { ACK } else { SYN })).collect();
+        let mut b = GraphBench {
+            worker,
+            snap,
+            vector,
+            pool: HeapPool::new(4 * VECTOR_MAX),
+            frames,
+            cursor: 0,
+            now: Now::from_secs(2),
+            remove_new,
+        };
+        if establish {
+            // The connections come from the traffic itself: every client's SYN first.
+            let syn_frames: Vec<Vec<u8>> = (0..ring).map(|i| frame(i, SYN)).collect();
+            let acks = std::mem::replace(&mut b.frames, syn_frames);
+            let mut sent = 0;
+            for _ in 0..ring.div_ceil(vector) {
+                b.load();
+                b.run();
+                sent += b.recycle();
+            }
+            assert_eq!(sent, ring, "graph bench: every SYN of the setup must be transmitted");
+            assert_eq!(
+                b.worker.conns.borrow().len(),
+                ring,
+                "graph bench: one connection per client"
+            );
+            b.frames = acks;
+            b.cursor = 0;
+        }
+        b.load();
+        b.run();
+        let sent = b.recycle();
+        assert_eq!(
+            sent,
+            vector,
+            "graph bench {case}: warm-up vector not all transmitted: {:?}",
+            b.worker.graph.reports()
+        );
+        b.load();
+        b
+    }
+
+    /// Queue the next vector of frames (not measured).
+    pub fn load(&mut self) {
+        for _ in 0..self.vector {
+            let f = &self.frames[self.cursor];
+            self.cursor = (self.cursor + 1) % self.frames.len();
+            let Some(m) = self.pool.alloc_with(f) else {
+                panic!("graph bench pool exhausted");
+            };
+            if self.worker.push(Packet::new(m)).is_err() {
+                panic!("graph bench: worker input full");
+            }
+        }
+    }
+
+    /// The measured part: one vector through the whole graph ([`Worker::run`]).
+    #[inline(never)]
+    pub fn run(&mut self) {
+        self.now = self.now.plus_nanos(1000);
+        self.worker.run(self.now, &self.snap, &mut self.pool);
+    }
+
+    /// Give every transmitted packet back to the pool, removing the connections a
+    /// "new_conn" vector made (not measured). Returns how many were transmitted.
+    pub fn recycle(&mut self) -> usize {
+        let mut n = 0;
+        let e = &mut self.worker.graph.exits;
+        for q in e.tx.iter_mut() {
+            for p in q.drain() {
+                if self.remove_new && self.worker.conns.borrow_mut().remove(p.meta.conn, &self.snap).is_none() {
+                    panic!("graph bench: a new-connection packet left without its connection");
+                }
+                self.pool.free(p.mbuf);
+                n += 1;
+            }
+        }
+        for q in e.redirect.iter_mut().chain(std::iter::once(&mut e.host)) {
+            for p in q.drain() {
+                self.pool.free(p.mbuf);
+            }
+        }
+        n
+    }
+
+    /// Wall time of `iters` vectors, counting only [`GraphBench::run`].
+    pub fn timed(&mut self, iters: u64) -> std::time::Duration {
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..iters {
+            let t0 = std::time::Instant::now();
+            self.run();
+            total += t0.elapsed();
+            self.recycle();
+            self.load();
+        }
+        total
+    }
 }
