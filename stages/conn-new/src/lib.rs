@@ -8,8 +8,9 @@
 //! 2. The destination is bound as the seed's `dp_vs_conn_bind_dest` does: at this lcore's share
 //!    of `max_conn` the connection is refused with the overload cause and the destination is
 //!    flagged overloaded ([`rvs_core::load::LoadTable::admit`]).
-//! 3. FNAT and SNAT take a local address (round-robin over the service's local addresses, per
-//!    lcore) and a local port from this lcore's share of the port space (DPVS's sa_pool, so
+//! 3. FNAT (and SNAT by VIP) take a local address (round-robin over the service's local
+//!    addresses, per lcore; SNAT through a match service: the chosen destination, see below)
+//!    and a local port from this lcore's share of the port space (DPVS's sa_pool, so
 //!    replies to that port reach this lcore); none left is a drop with the resource cause.
 //! 4. Both tuples are filled per forwarding mode ([`rvs_conn::Conn::out_tuple_for`]); FNAT's
 //!    sequence delta comes from a keyed hash of the local and real-server addresses and ports,
@@ -29,6 +30,20 @@
 //!    (DPVS's `dp_vs_redirect`), so packets of it that reach another lcore are sent here.
 //!    FNAT and SNAT replies need no entry: their local port names this lcore.
 //!
+//! **SNAT** (a match service, DPVS's `dp_vs_snat_schedule`): the destination schedule
+//! picked is a source address, not a real server. The connection's local address is that
+//! destination's address and its local port comes from this lcore's share of that address's
+//! ports (the address is registered with the port pool when the snapshot arrives); its real
+//! server is the packet's original destination address and port. So the inbound tuple is
+//! internal host -> outside server, the outbound (reply) tuple outside server -> source
+//! address:local port, and xmit rewrites the source outbound and the destination back
+//! (`rvs_xmit`'s SNAT row). The destination's counters and `max_conn` count the flows using
+//! that source address. No address or port left on it is a drop (`no_local_port`, resource).
+//! A SNAT service keyed by VIP (no match) keeps the FNAT-like path of the other rows. DPVS's
+//! sharing of one local port among different outside servers is not done (see
+//! `rvs_conn::sapool`): a port is held for the connection's life. ICMP echo through SNAT
+//! (identifier as the port) is not done: schedule sends ICMP to the local stage.
+//!
 //! UDP goes the same way as TCP (`udp_conn_sched` made the choice): FNAT and SNAT take a local
 //! port from this lcore's share, the connection's state is UDP's one "normal" state with the
 //! service's `udp` timeout, it stays counted inactive (IPVS counts UDP connections inactive),
@@ -41,6 +56,8 @@
 //! | template expires only after its last connection (connections expiring on two lcores) | `tests/persist.rs::template_expires_only_after_its_last_connection` |
 //! | drained template destination: fresh pick, new template | `tests/persist.rs::drained_destination_gets_a_fresh_pick` |
 //! | full template table: scheduled normally, counted | `tests/persist.rs::full_template_table_still_forwards` |
+//! | SNAT: local address = the chosen source address, port from its pool, real server = original destination; reply found outbound; port exhaustion counted and returned on expiry | `tests::snat_match_connection_keeps_the_original_destination`, `tests::snat_ports_run_out_per_source_address` |
+//! | SNAT end to end (internal host -> outside server and back, every frame decoded) | `rvs-testkit` `tests/replay_snat.rs` |
 
 #![forbid(unsafe_code)]
 
@@ -167,6 +184,12 @@ impl ConnNew {
             for &l in svc.local_addrs.iter() {
                 conns.ports().add_laddr(l);
             }
+            // A match (SNAT) service's destinations are its source addresses.
+            if svc.matcher.is_some() {
+                for d in svc.dests.iter() {
+                    conns.ports().add_laddr(d.addr);
+                }
+            }
         }
         self.laddr_next.resize(snap.services.len(), 0);
         self.generation = Some(snap.generation);
@@ -222,7 +245,15 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 continue;
             };
             let fwd = dest.fwd;
+            let snat_match = svc.matcher.is_some() && fwd == Forward::Snat;
             let (laddr, lport) = match fwd {
+                Forward::Snat if snat_match => match conns.ports().take(dest.addr) {
+                    Some(port) => (dest.addr, port),
+                    None => {
+                        out.drop(ConnNewDrop::NoLocalPort, p);
+                        continue;
+                    }
+                },
                 Forward::Fnat | Forward::Snat => {
                     let n = svc.local_addrs.len();
                     let next = &mut self.laddr_next[svc.index as usize];
@@ -245,9 +276,16 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 }
                 Forward::Nat | Forward::Dr | Forward::Tunnel => (tuple.saddr, tuple.sport),
             };
+            // SNAT through a match service: the packet's own destination is the "real
+            // server"; the chosen destination was the source address.
+            let (raddr, rport) = if snat_match {
+                (tuple.daddr, tuple.dport)
+            } else {
+                (dest.addr, dest.port)
+            };
             let mut conn = Conn {
                 in_tuple: tuple,
-                out_tuple: Conn::out_tuple_for(fwd, &tuple, dest.addr, dest.port, laddr, lport),
+                out_tuple: Conn::out_tuple_for(fwd, &tuple, raddr, rport, laddr, lport),
                 fwd,
                 svc: svc.index,
                 generation: snap.generation,
@@ -511,6 +549,92 @@ mod tests {
             owned - 1,
             "the refused connection's port went back"
         );
+    }
+
+    const SNAT_IP: Addr = Addr::v4([198, 18, 2, 1]);
+    const INSIDE: Addr = Addr::v4([198, 18, 16, 5]);
+    const FAR: Addr = Addr::v4([203, 0, 113, 9]);
+
+    /// A match service for 198.18.16.0/24 going out through one SNAT source address.
+    fn snat_snapshot() -> Snapshot {
+        use rvs_core::service::{MatchRange, MatchSpec};
+        let spec = MatchSpec {
+            src: MatchRange {
+                addrs: Some((Addr::v4([198, 18, 16, 0]), Addr::v4([198, 18, 16, 255]))),
+                ports: None,
+            },
+            ..MatchSpec::default()
+        };
+        let mut s = Service::new_match(Proto::Tcp, spec, Arc::new(Never));
+        let mut d = Dest::new(DestId(3), SNAT_IP, 0);
+        d.fwd = Forward::Snat;
+        s.dests = vec![d].into();
+        Snapshot::build(1, 1, Defence::default(), vec![s]).unwrap()
+    }
+
+    fn outgoing(sport: u16) -> Packet<HeapMbuf> {
+        let mut p = syn(sport, 77);
+        p.meta.saddr = INSIDE;
+        p.meta.daddr = FAR;
+        p.meta.dport = 443;
+        p
+    }
+
+    #[test]
+    fn snat_match_connection_keeps_the_original_destination() {
+        let snap = snat_snapshot();
+        let mut s = setup(16);
+        let out = run(&mut s, &snap, vec![outgoing(40000)]);
+        assert_eq!(out.len(), 1);
+        let mut conns = s.conns.borrow_mut();
+        let c = conns.conn(out[0].conn).unwrap().clone();
+        assert_eq!(c.fwd, Forward::Snat);
+        assert_eq!((c.caddr(), c.cport(), c.vaddr(), c.vport()), (INSIDE, 40000, FAR, 443));
+        // The real server is the original destination; the local address the chosen one.
+        assert_eq!((c.daddr(), c.dport(), c.laddr()), (FAR, 443, SNAT_IP));
+        assert!(c.lport() >= rvs_conn::sapool::PORT_MIN);
+        assert_eq!((c.fnat_seq_delta, c.fnat_isn), (0, 0), "no FNAT sequence work");
+        // The outside server's reply (to the SNAT address and local port) finds it outbound.
+        let reply = Tuple {
+            proto: Proto::Tcp,
+            saddr: FAR,
+            sport: 443,
+            daddr: SNAT_IP,
+            dport: c.lport(),
+        };
+        assert_eq!(conns.lookup(&reply), Some((out[0].conn, Dir::Out)));
+        assert_eq!(s.loads.get(DestId(3)).inactive, 1);
+        assert_eq!(conns.ports().available(SNAT_IP), conns.ports().owned(SNAT_IP) - 1);
+        assert_eq!(s.node.stage.created_per_dest()[3], 1);
+    }
+
+    #[test]
+    fn snat_ports_run_out_per_source_address() {
+        let snap = snat_snapshot();
+        let mut s = setup(16);
+        let first = run(&mut s, &snap, vec![outgoing(1)]);
+        assert_eq!(first.len(), 1);
+        // Take every other port of the address, as if other flows held them.
+        let mut held = Vec::new();
+        while let Some(p) = s.conns.borrow_mut().ports().take(SNAT_IP) {
+            held.push(p);
+        }
+        let out = run(&mut s, &snap, vec![outgoing(2)]);
+        assert!(out.is_empty());
+        assert_eq!(s.node.stats().report().dropped("no_local_port"), 1);
+        assert_eq!(s.loads.get(DestId(3)).inactive, 1, "the refused flow was never counted");
+        // One port back: the next flow gets exactly that one.
+        s.conns.borrow_mut().ports().release(SNAT_IP, held[0]);
+        let out = run(&mut s, &snap, vec![outgoing(3)]);
+        let lport = s.conns.borrow().conn(out[0].conn).unwrap().lport();
+        assert_eq!(lport, held[0]);
+        // Expiry gives the ports back and releases the counters.
+        let mut conns = s.conns.borrow_mut();
+        let n = conns.expire(Now::from_secs(10_000), 64, &snap);
+        assert_eq!(n, 2);
+        assert_eq!(conns.ports().available(SNAT_IP), 2);
+        assert_eq!(conns.ports().bad_releases, 0);
+        assert_eq!(s.loads.get(DestId(3)).inactive, 0);
     }
 
     #[test]

@@ -7,11 +7,25 @@
 //! (arc-swap's guarantee). Per-lcore connection counters live beside, in
 //! [`crate::load::LoadTable`], indexed by each destination's stable [`DestId`], so they
 //! survive snapshot swaps.
+//!
+//! **Match services** (DPVS's SNAT services, `ipvsadm -A -H src-range=...,dst-range=...,oif=...
+//! -s rr` with destinations added `-J`): a service whose [`Service::matcher`] is set is found
+//! by protocol and source/destination address and port ranges, input and output interface
+//! ([`MatchSpec`]) instead of by VIP and port. It is the lowest-priority lookup, as in DPVS's
+//! `dp_vs_service_lookup`: [`Snapshot::find_match`] is asked only for traffic that is not for
+//! a VIP, match services are tried in the order they were given, the first that matches
+//! wins, and a packet to one of the balancer's own addresses, or (routing known, see
+//! [`Snapshot::set_match_routing`]) to a destination with no route, matches none
+//! (`__dp_vs_service_match_get4` skips local-in routes). A match service forwards with SNAT;
+//! its destinations are the source addresses the balancer gives the internal hosts' flows
+//! (DPVS keeps the SNAT source IPs as the service's real servers), each a local address
+//! whose ports come from the lcore's sa_pool, and the connection's real server is the
+//! packet's original destination (conn-new).
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::addr::{Addr, Proto};
+use crate::addr::{Addr, Af, Proto};
 use crate::hash::FastMap;
 use crate::sched::{SchedError, SchedTables, SchedulerFactory};
 
@@ -180,9 +194,36 @@ pub struct ServiceKey {
     pub port: u16,
 }
 
+impl ServiceKey {
+    /// The key every match service carries: its protocol, the unspecified address of its
+    /// family and port 0 (it is never looked up by key).
+    pub const fn for_match(proto: Proto, af: Af) -> Self {
+        ServiceKey {
+            proto,
+            vip: unspecified(af),
+            port: 0,
+        }
+    }
+    /// True for the key of a match service ([`ServiceKey::for_match`]).
+    pub fn is_match(&self) -> bool {
+        self.port == 0 && self.vip == unspecified(self.vip.af())
+    }
+}
+
+/// `0.0.0.0` (IPv4-mapped) or `::`.
+const fn unspecified(af: Af) -> Addr {
+    match af {
+        Af::V4 => Addr::v4([0, 0, 0, 0]),
+        Af::V6 => Addr::UNSPECIFIED,
+    }
+}
+
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.vip.is_v4() {
+        if self.is_match() {
+            let af = if self.vip.is_v4() { "ipv4" } else { "ipv6" };
+            write!(f, "{} match ({af})", self.proto.name())
+        } else if self.vip.is_v4() {
             write!(f, "{} {}:{}", self.proto.name(), self.vip, self.port)
         } else {
             write!(f, "{} [{}]:{}", self.proto.name(), self.vip, self.port)
@@ -274,6 +315,128 @@ impl Default for Timeouts {
     }
 }
 
+/// One side of a match service: an inclusive address range and an inclusive port range
+/// (DPVS's `inet_addr_range`, `198.18.16.0-198.18.16.255:1024-65535`). `None` matches any
+/// address or any port, as DPVS reads an all-zero range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MatchRange {
+    /// Lowest and highest address, both of the service's family.
+    pub addrs: Option<(Addr, Addr)>,
+    /// Lowest and highest port (ICMP: identifier).
+    pub ports: Option<(u16, u16)>,
+}
+
+impl MatchRange {
+    /// Any address, any port.
+    pub const ANY: MatchRange = MatchRange {
+        addrs: None,
+        ports: None,
+    };
+
+    /// True when `addr` and `port` fall in the range. Addresses compare as integers within
+    /// their family (IPv4 is kept IPv4-mapped, so an IPv4 range never holds an IPv6 address).
+    #[inline]
+    pub fn contains(&self, addr: Addr, port: u16) -> bool {
+        self.addrs.is_none_or(|(lo, hi)| lo <= addr && addr <= hi)
+            && self.ports.is_none_or(|(lo, hi)| lo <= port && port <= hi)
+    }
+
+    /// What is wrong with the range for a service of family `af`, if anything.
+    fn check(&self, af: Af, side: &str) -> Result<(), String> {
+        if let Some((lo, hi)) = self.addrs {
+            if lo.af() != af || hi.af() != af {
+                return Err(format!("{side} range {lo}-{hi} is not of the service's address family"));
+            }
+            if lo > hi {
+                return Err(format!("{side} range {lo}-{hi} runs backwards"));
+            }
+        }
+        if let Some((lo, hi)) = self.ports
+            && lo > hi
+        {
+            return Err(format!("{side} port range {lo}-{hi} runs backwards"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for MatchRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addrs {
+            Some((lo, hi)) => write!(f, "{lo}-{hi}")?,
+            None => f.write_str("any")?,
+        }
+        if let Some((lo, hi)) = self.ports {
+            write!(f, ":{lo}-{hi}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What packets a match service takes (DPVS's `struct dp_vs_match`): address family,
+/// source and destination ranges, and the input and output interfaces by port index (the
+/// output interface is the one the route to the packet's destination leaves by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MatchSpec {
+    /// Address family of the packets (and of the destinations).
+    pub af: Af,
+    /// Source address and port range.
+    pub src: MatchRange,
+    /// Destination address and port range.
+    pub dst: MatchRange,
+    /// Receiving port, if the match names one (`iif`).
+    pub iif: Option<u16>,
+    /// Port the route to the destination leaves by, if the match names one (`oif`).
+    pub oif: Option<u16>,
+}
+
+impl MatchSpec {
+    /// True when a packet from `saddr:sport` to `daddr:dport` received on port `iif`, whose
+    /// route leaves by `oif` (`None`: unknown), is one this match takes. The protocol is the
+    /// service's key.
+    #[inline]
+    pub fn matches(&self, saddr: Addr, sport: u16, daddr: Addr, dport: u16, iif: u16, oif: Option<u16>) -> bool {
+        saddr.af() == self.af
+            && daddr.af() == self.af
+            && self.src.contains(saddr, sport)
+            && self.dst.contains(daddr, dport)
+            && self.iif.is_none_or(|p| p == iif)
+            && self.oif.is_none_or(|p| oif == Some(p))
+    }
+}
+
+impl fmt::Display for MatchSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "from {} to {}", self.src, self.dst)?;
+        if let Some(p) = self.iif {
+            write!(f, " iif {p}")?;
+        }
+        if let Some(p) = self.oif {
+            write!(f, " oif {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A route as match services see it: packets to `net/prefix` leave by `port`. Given to the
+/// snapshot longest prefix first ([`Snapshot::set_match_routing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchRoute {
+    /// Network (the address with the host bits clear).
+    pub net: Addr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Output port.
+    pub port: u16,
+}
+
+impl MatchRoute {
+    #[inline]
+    fn covers(&self, a: Addr) -> bool {
+        a.is_v4() == self.net.is_v4() && a.masked(self.prefix) == self.net
+    }
+}
+
 /// One virtual service.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -299,6 +462,9 @@ pub struct Service {
     pub synproxy: bool,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Set for a match (SNAT) service: the packets it takes. Its key is then
+    /// [`ServiceKey::for_match`] and it is found by [`Snapshot::find_match`], never by key.
+    pub matcher: Option<MatchSpec>,
 }
 
 /// What is wrong with a service definition.
@@ -362,6 +528,16 @@ pub enum ServiceError {
         /// What is wrong.
         what: &'static str,
     },
+    /// A match service that cannot work as given.
+    #[error("service {svc} {spec}: {what}")]
+    Match {
+        /// Service.
+        svc: ServiceKey,
+        /// Its match.
+        spec: Box<MatchSpec>,
+        /// What is wrong.
+        what: String,
+    },
     /// The scheduler refused.
     #[error("service {svc}: {err}")]
     Sched {
@@ -387,13 +563,26 @@ impl Service {
             local_addrs: Box::new([]),
             synproxy: false,
             timeouts: Timeouts::DPVS,
+            matcher: None,
         }
     }
 
+    /// A match (SNAT) service over `proto` taking the packets `spec` describes; its
+    /// destinations are to be the source addresses it hands out.
+    pub fn new_match(proto: Proto, spec: MatchSpec, sched: Arc<dyn SchedulerFactory>) -> Self {
+        let mut s = Service::new(ServiceKey::for_match(proto, spec.af), Forward::Snat, sched);
+        s.matcher = Some(spec);
+        s
+    }
+
     /// Check the definition (weights, thresholds, ports for DR/TUNNEL, local addresses,
-    /// families) and build the scheduler's tables.
+    /// families; for a match service its ranges, SNAT forwarding, destinations of port 0 and
+    /// no separate local addresses) and build the scheduler's tables.
     pub fn prepare(&mut self) -> Result<(), ServiceError> {
         let svc = self.key;
+        if let Some(spec) = self.matcher {
+            self.check_match(spec)?;
+        }
         for (i, d) in self.dests.iter().enumerate() {
             if d.weight > 65535 {
                 return Err(ServiceError::Weight {
@@ -433,11 +622,13 @@ impl Service {
                 });
             }
         }
-        let needs_laddr = matches!(self.fwd, Forward::Fnat | Forward::Snat)
-            || self
-                .dests
-                .iter()
-                .any(|d| matches!(d.fwd, Forward::Fnat | Forward::Snat));
+        // A match service's destinations are its source addresses: it needs no others.
+        let needs_laddr = self.matcher.is_none()
+            && (matches!(self.fwd, Forward::Fnat | Forward::Snat)
+                || self
+                    .dests
+                    .iter()
+                    .any(|d| matches!(d.fwd, Forward::Fnat | Forward::Snat)));
         if needs_laddr && self.local_addrs.is_empty() {
             return Err(ServiceError::NoLocalAddress(svc));
         }
@@ -445,6 +636,52 @@ impl Service {
             .sched
             .build_tables(&self.dests, self.sched_flags)
             .map_err(|err| ServiceError::Sched { svc, err })?;
+        Ok(())
+    }
+
+    fn check_match(&self, spec: MatchSpec) -> Result<(), ServiceError> {
+        let err = |what: String| ServiceError::Match {
+            svc: self.key,
+            spec: Box::new(spec),
+            what,
+        };
+        if self.key != ServiceKey::for_match(self.key.proto, spec.af) {
+            return Err(err(
+                "a match service is keyed by its protocol alone (ServiceKey::for_match)".into(),
+            ));
+        }
+        spec.src.check(spec.af, "source").map_err(err)?;
+        spec.dst.check(spec.af, "destination").map_err(err)?;
+        if self.fwd != Forward::Snat {
+            return Err(err(format!(
+                "a match service forwards with snat, not {}",
+                self.fwd.name()
+            )));
+        }
+        if !self.local_addrs.is_empty() {
+            return Err(err(
+                "a snat match service takes its source addresses from its destinations; local addresses are not used"
+                    .into(),
+            ));
+        }
+        if self.synproxy {
+            return Err(err("synproxy does not apply to snat".into()));
+        }
+        for d in self.dests.iter() {
+            if d.fwd != Forward::Snat {
+                return Err(err(format!(
+                    "destination {} uses {}; every destination of a match service is a snat source address",
+                    d.addr,
+                    d.fwd.name()
+                )));
+            }
+            if d.port != 0 {
+                return Err(err(format!(
+                    "destination {}:{} is a snat source address; its port must be 0 (local ports come from the port pool)",
+                    d.addr, d.port
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -486,6 +723,14 @@ pub struct Snapshot {
     pub services: Box<[Arc<Service>]>,
     index: FastMap<ServiceKey, u32>,
     vips: FastMap<Addr, VipInfo>,
+    /// Match services' indexes, in the order given.
+    matches: Box<[u32]>,
+    /// The balancer's own addresses as match services see them (sorted): match services'
+    /// destinations, every service's local addresses, and the interface addresses given
+    /// through [`Snapshot::set_match_routing`].
+    match_locals: Box<[Addr]>,
+    /// Routes, longest prefix first; `None` while unknown.
+    match_routes: Option<Box<[MatchRoute]>>,
 }
 
 impl Snapshot {
@@ -501,10 +746,30 @@ impl Snapshot {
     pub fn build(generation: u64, lcores: u16, defence: Defence, services: Vec<Service>) -> Result<Self, ServiceError> {
         let mut index = FastMap::default();
         let mut vips: FastMap<Addr, VipInfo> = FastMap::default();
-        let mut out = Vec::with_capacity(services.len());
+        let mut out: Vec<Arc<Service>> = Vec::with_capacity(services.len());
+        let mut matches = Vec::new();
+        let mut locals = Vec::new();
         for (i, mut s) in services.into_iter().enumerate() {
             s.index = i as u32;
             s.prepare()?;
+            locals.extend(s.local_addrs.iter().copied());
+            if let Some(spec) = s.matcher {
+                let twin = matches.iter().any(|&j: &u32| {
+                    let o = &out[j as usize];
+                    o.key == s.key && o.matcher == Some(spec)
+                });
+                if twin {
+                    return Err(ServiceError::Match {
+                        svc: s.key,
+                        spec: Box::new(spec),
+                        what: "is defined twice".into(),
+                    });
+                }
+                locals.extend(s.dests.iter().map(|d| d.addr));
+                matches.push(i as u32);
+                out.push(Arc::new(s));
+                continue;
+            }
             if index.insert(s.key, i as u32).is_some() {
                 return Err(ServiceError::Duplicate(s.key));
             }
@@ -516,6 +781,8 @@ impl Snapshot {
             }
             out.push(Arc::new(s));
         }
+        locals.sort_unstable();
+        locals.dedup();
         Ok(Snapshot {
             generation,
             lcores: lcores.max(1),
@@ -523,6 +790,57 @@ impl Snapshot {
             services: out.into_boxed_slice(),
             index,
             vips,
+            matches: matches.into_boxed_slice(),
+            match_locals: locals.into_boxed_slice(),
+            match_routes: None,
+        })
+    }
+
+    /// Tell match services the routing (control path, before publishing): `routes` as the
+    /// transmit side routes (longest prefix first: the first that covers a destination is
+    /// its route, whose port is the output interface `oif` matches), and the interface
+    /// addresses, which no match service takes traffic for. Until this is called routing is
+    /// unknown: a match naming an output interface matches nothing, and destinations without
+    /// a route are not refused.
+    pub fn set_match_routing(&mut self, routes: Vec<MatchRoute>, interface_addrs: impl IntoIterator<Item = Addr>) {
+        let mut locals: Vec<Addr> = self.match_locals.iter().copied().chain(interface_addrs).collect();
+        locals.sort_unstable();
+        locals.dedup();
+        self.match_locals = locals.into_boxed_slice();
+        self.match_routes = Some(routes.into_boxed_slice());
+    }
+
+    /// True when some service is a match service.
+    #[inline]
+    pub fn has_match_services(&self) -> bool {
+        !self.matches.is_empty()
+    }
+
+    /// The first match service (in the order given) that takes a packet of `proto` from
+    /// `saddr:sport` to `daddr:dport` received on port `iif`; `None` when there is none, when
+    /// `daddr` is one of the balancer's own addresses, or (routing known) when no route covers
+    /// `daddr`. Ask it only for traffic that found no VIP: match services have the lowest
+    /// priority, as in DPVS. No allocation; linear in the routes and match services.
+    pub fn find_match(
+        &self,
+        proto: Proto,
+        saddr: Addr,
+        daddr: Addr,
+        sport: u16,
+        dport: u16,
+        iif: u16,
+    ) -> Option<&Arc<Service>> {
+        if self.matches.is_empty() || self.match_locals.binary_search(&daddr).is_ok() {
+            return None;
+        }
+        let oif = match &self.match_routes {
+            Some(routes) => Some(routes.iter().find(|r| r.covers(daddr))?.port),
+            None => None,
+        };
+        self.matches.iter().map(|&i| &self.services[i as usize]).find(|s| {
+            s.key.proto == proto
+                && s.matcher
+                    .is_some_and(|m| m.matches(saddr, sport, daddr, dport, iif, oif))
         })
     }
 
@@ -623,6 +941,230 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ServiceError::Duplicate(_)));
+    }
+
+    fn ip(s: &str) -> Addr {
+        s.parse().unwrap()
+    }
+
+    fn snat_dest(id: u32, addr: &str) -> Dest {
+        let mut d = Dest::new(DestId(id), ip(addr), 0);
+        d.fwd = Forward::Snat;
+        d
+    }
+
+    fn match_svc(proto: Proto, spec: MatchSpec, dests: &[&str]) -> Service {
+        let mut s = Service::new_match(proto, spec, Arc::new(First));
+        s.dests = dests.iter().enumerate().map(|(i, a)| snat_dest(i as u32, a)).collect();
+        s
+    }
+
+    fn range(lo: &str, hi: &str) -> MatchRange {
+        MatchRange {
+            addrs: Some((ip(lo), ip(hi))),
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn match_services_take_ranges_in_order_and_never_by_key() {
+        let inside = MatchSpec {
+            src: range("198.18.16.0", "198.18.16.255"),
+            ..MatchSpec::default()
+        };
+        // A narrower match listed second never wins for what the first covers.
+        let web = MatchSpec {
+            src: range("198.18.16.0", "198.18.16.127"),
+            dst: MatchRange {
+                addrs: None,
+                ports: Some((443, 443)),
+            },
+            ..MatchSpec::default()
+        };
+        let udp_only = MatchSpec {
+            src: range("198.18.17.0", "198.18.17.255"),
+            ..MatchSpec::default()
+        };
+        let snap = Snapshot::build(
+            1,
+            1,
+            Defence::default(),
+            vec![
+                svc(80, Forward::Dr),
+                match_svc(Proto::Tcp, inside, &["198.18.2.1"]),
+                match_svc(Proto::Tcp, web, &["198.18.2.2"]),
+                match_svc(Proto::Udp, udp_only, &["198.18.2.3"]),
+            ],
+        )
+        .unwrap();
+        assert!(snap.has_match_services());
+        let far = ip("198.18.200.7");
+        let idx = |p, s: &str, sp, d, dp| snap.find_match(p, ip(s), d, sp, dp, 0).map(|x| x.index);
+        assert_eq!(idx(Proto::Tcp, "198.18.16.5", 40000, far, 443), Some(1));
+        assert_eq!(idx(Proto::Tcp, "198.18.16.255", 1, far, 80), Some(1));
+        assert_eq!(idx(Proto::Tcp, "198.18.15.255", 1, far, 80), None, "below the range");
+        assert_eq!(idx(Proto::Tcp, "198.18.17.1", 1, far, 80), None, "udp-only range");
+        assert_eq!(idx(Proto::Udp, "198.18.17.1", 1, far, 53), Some(3));
+        assert_eq!(idx(Proto::Udp, "198.18.16.1", 1, far, 53), None);
+        // An IPv6 packet never falls in an IPv4 range.
+        assert_eq!(idx(Proto::Tcp, "198.18.16.5", 1, ip("2001:db8::1"), 80), None);
+        // The source addresses (its destinations) are the balancer's own: never matched.
+        assert_eq!(idx(Proto::Tcp, "198.18.16.5", 1, ip("198.18.2.3"), 80), None);
+        // Match services are no VIPs and have no key to be found by.
+        assert!(snap.vip(ip("0.0.0.0")).is_none());
+        assert!(snap.find(Proto::Tcp, ip("0.0.0.0"), 0).is_none());
+        assert_eq!(snap.services[1].key.to_string(), "tcp match (ipv4)");
+        assert!(!snap.services[0].key.is_match());
+    }
+
+    #[test]
+    fn match_ports_interfaces_and_routing() {
+        let spec = MatchSpec {
+            src: MatchRange {
+                addrs: None,
+                ports: Some((1024, 65535)),
+            },
+            oif: Some(1),
+            iif: Some(0),
+            ..MatchSpec::default()
+        };
+        let mut snap = Snapshot::build(
+            1,
+            1,
+            Defence::default(),
+            vec![match_svc(Proto::Tcp, spec, &["198.18.2.1"])],
+        )
+        .unwrap();
+        let (c, far, lan) = (ip("198.18.16.5"), ip("203.0.113.9"), ip("198.18.16.77"));
+        // Routing unknown: a match naming an output interface takes nothing.
+        assert!(snap.find_match(Proto::Tcp, c, far, 40000, 80, 0).is_none());
+        snap.set_match_routing(
+            vec![
+                MatchRoute {
+                    net: ip("198.18.16.0"),
+                    prefix: 24,
+                    port: 0,
+                },
+                MatchRoute {
+                    net: ip("0.0.0.0"),
+                    prefix: 0,
+                    port: 1,
+                },
+            ],
+            [ip("198.18.16.1"), ip("198.18.2.9")],
+        );
+        assert!(snap.find_match(Proto::Tcp, c, far, 40000, 80, 0).is_some());
+        assert!(
+            snap.find_match(Proto::Tcp, c, far, 1023, 80, 0).is_none(),
+            "source port below 1024"
+        );
+        assert!(
+            snap.find_match(Proto::Tcp, c, far, 40000, 80, 1).is_none(),
+            "received on port 1"
+        );
+        assert!(
+            snap.find_match(Proto::Tcp, c, lan, 40000, 80, 0).is_none(),
+            "routed out of port 0"
+        );
+        assert!(
+            snap.find_match(Proto::Tcp, c, ip("198.18.2.9"), 40000, 80, 0).is_none(),
+            "an interface address"
+        );
+        // No route at all: nothing matches, whatever the match says.
+        let mut open = Snapshot::build(
+            2,
+            1,
+            Defence::default(),
+            vec![match_svc(Proto::Tcp, MatchSpec::default(), &["198.18.2.1"])],
+        )
+        .unwrap();
+        assert!(open.find_match(Proto::Tcp, c, far, 1, 2, 0).is_some());
+        open.set_match_routing(
+            vec![MatchRoute {
+                net: ip("198.18.16.0"),
+                prefix: 24,
+                port: 0,
+            }],
+            [],
+        );
+        assert!(open.find_match(Proto::Tcp, c, far, 1, 2, 0).is_none());
+        assert!(open.find_match(Proto::Tcp, c, lan, 1, 2, 0).is_some());
+    }
+
+    #[test]
+    fn bad_match_services_are_refused_with_what_is_wrong() {
+        let spec = MatchSpec {
+            src: range("198.18.16.0", "198.18.16.255"),
+            ..MatchSpec::default()
+        };
+        let why = |s: Service| {
+            Snapshot::build(1, 1, Defence::default(), vec![s])
+                .unwrap_err()
+                .to_string()
+        };
+
+        let mut s = match_svc(Proto::Tcp, spec, &["198.18.2.1"]);
+        s.fwd = Forward::Fnat;
+        assert!(why(s).contains("forwards with snat, not fnat"));
+
+        let mut s = match_svc(Proto::Tcp, spec, &["198.18.2.1"]);
+        let mut d = snat_dest(0, "198.18.2.1");
+        d.port = 80;
+        s.dests = vec![d].into();
+        let e = why(s);
+        assert!(e.contains("198.18.2.1:80") && e.contains("port must be 0"), "{e}");
+
+        let mut s = match_svc(Proto::Tcp, spec, &["198.18.2.1"]);
+        s.local_addrs = vec![ip("198.18.2.5")].into();
+        assert!(why(s).contains("local addresses are not used"));
+
+        let back = MatchSpec {
+            dst: range("198.18.30.9", "198.18.30.1"),
+            ..MatchSpec::default()
+        };
+        let e = why(match_svc(Proto::Tcp, back, &["198.18.2.1"]));
+        assert!(
+            e.contains("destination range 198.18.30.9-198.18.30.1 runs backwards"),
+            "{e}"
+        );
+
+        let v6 = MatchSpec {
+            af: Af::V6,
+            src: range("198.18.16.0", "198.18.16.255"),
+            ..MatchSpec::default()
+        };
+        let mut s = Service::new_match(Proto::Tcp, v6, Arc::new(First));
+        let mut d = Dest::new(DestId(0), ip("2001:db8::5"), 0);
+        d.fwd = Forward::Snat;
+        s.dests = vec![d].into();
+        assert!(why(s).contains("not of the service's address family"));
+
+        let mut s = match_svc(Proto::Tcp, spec, &["2001:db8::5"]);
+        s.dests = vec![snat_dest(0, "2001:db8::5")].into();
+        assert!(why(s).contains("mix address families"));
+
+        let e = Snapshot::build(
+            1,
+            1,
+            Defence::default(),
+            vec![
+                match_svc(Proto::Tcp, spec, &["198.18.2.1"]),
+                match_svc(Proto::Tcp, spec, &["198.18.2.2"]),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is defined twice"), "{e}");
+        // The same ranges over another protocol are another service.
+        Snapshot::build(
+            1,
+            1,
+            Defence::default(),
+            vec![
+                match_svc(Proto::Tcp, spec, &["198.18.2.1"]),
+                match_svc(Proto::Udp, spec, &["198.18.2.2"]),
+            ],
+        )
+        .unwrap();
     }
 
     #[test]

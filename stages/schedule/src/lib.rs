@@ -8,7 +8,15 @@
 //!    (redirected to this lcore, which feeds it back in front of the next vector) so it meets
 //!    the connection the first packet created, exactly as if the packets had been processed
 //!    one at a time. This keeps the stage contract's rule that vectors change nothing.
-//! 2. A packet to an address that is no VIP goes to the host path.
+//! 2. A packet to an address that is no VIP goes to the host path, unless a match service
+//!    takes it: a TCP SYN (the `tcp_conn_sched` rule below) or a UDP datagram to no VIP is
+//!    offered to [`Snapshot::find_match`] (protocol, source and destination address and port
+//!    ranges, receiving port `mbuf.port()`, output interface by route), DPVS's
+//!    lowest-priority `__dp_vs_service_match_get`; a match is scheduled like any service
+//!    (step 5 and 6: its "destinations" are the SNAT source addresses, picked by its
+//!    scheduler) and counted [`ScheduleCounters::matched`]. Other packets to no VIP, and
+//!    those no match service takes, go to the host path as before. The defence switches
+//!    concern VIPs only and leave this traffic alone, as in DPVS.
 //! 3. TCP (`tcp_conn_sched`): only a SYN without ACK, FIN or RST may create a connection (ECE,
 //!    CWR, PSH, URG do not matter). A non-SYN without a connection to a VIP, and a SYN to a VIP
 //!    port with no service, are dropped when DPVS's global `defence_tcp_drop` is on, and
@@ -51,6 +59,7 @@
 //! | persistence: templates freed by poll after their timeout, `persistent` counter follows | `tests::templates_expire_in_poll_and_release_the_counter` |
 //! | port-zero persistent service: one template for every port of the VIP | `tests::port_zero_service_shares_one_template_across_ports` |
 //! | end to end with lookup and conn-new (parse-built packets) | `rvs-conn-new` `tests/persist.rs`, `tests/udp.rs` |
+//! | SNAT match services: SYN and UDP to no VIP scheduled over the SNAT addresses, strays and unmatched to the host, VIP services first | `tests::match_services_take_traffic_to_no_vip` |
 
 #![forbid(unsafe_code)]
 
@@ -120,6 +129,8 @@ pub struct ScheduleCounters {
     pub recirculated: u64,
     /// Destinations chosen (by the scheduler or a persistence template).
     pub scheduled: u64,
+    /// Packets to no VIP that a match (SNAT) service took (then scheduled or dropped).
+    pub matched: u64,
     /// Persistent services: a live template chose the destination.
     pub persist_hit: u64,
     /// Persistent services: the scheduler picked and a template was made.
@@ -295,7 +306,7 @@ impl Schedule {
     fn place<M: Mbuf>(
         &mut self,
         cx: &StageCx<'_>,
-        mut p: rvs_core::stage::Packet<M>,
+        p: rvs_core::stage::Packet<M>,
         out: &mut Out<'_, M, ScheduleNext, ScheduleDrop>,
     ) {
         let snap = cx.snapshot;
@@ -317,8 +328,25 @@ impl Schedule {
             return;
         }
         let Some(vip) = snap.vip(m.daddr) else {
-            self.counters.host_not_vip += 1;
-            out.host(p);
+            // No VIP: a match (SNAT) service may take it, lowest priority as in DPVS's
+            // `dp_vs_service_lookup`; only a packet that may create a connection asks.
+            let creates = match tuple.proto {
+                Proto::Tcp => m.tcp_flags.may_create(),
+                Proto::Udp => true,
+                Proto::Icmp | Proto::Icmp6 => false,
+            };
+            let found = if creates && snap.has_match_services() {
+                snap.find_match(tuple.proto, m.saddr, m.daddr, m.sport, m.dport, p.mbuf.port())
+            } else {
+                None
+            };
+            let Some(svc) = found else {
+                self.counters.host_not_vip += 1;
+                out.host(p);
+                return;
+            };
+            self.counters.matched += 1;
+            self.schedule(cx, p, tuple, svc, out);
             return;
         };
         let svc = match tuple.proto {
@@ -363,6 +391,21 @@ impl Schedule {
                 return;
             }
         };
+        self.schedule(cx, p, tuple, svc, out);
+    }
+
+    /// Pick a destination of `svc` for `p` (through its persistence template if any) and
+    /// send it on to conn-new, or drop it when none can take it.
+    fn schedule<M: Mbuf>(
+        &mut self,
+        cx: &StageCx<'_>,
+        mut p: rvs_core::stage::Packet<M>,
+        tuple: Tuple,
+        svc: &Arc<rvs_core::service::Service>,
+        out: &mut Out<'_, M, ScheduleNext, ScheduleDrop>,
+    ) {
+        let snap = cx.snapshot;
+        let m = &p.meta;
         let Some(Some(inst)) = self.instances.get_mut(svc.index as usize) else {
             out.drop(ScheduleDrop::Unsupported, p);
             return;
@@ -463,7 +506,7 @@ mod tests {
     use rvs_core::mbuf::{HeapMbuf, HeapPool};
     use rvs_core::meta::{PacketMeta, TcpFlags};
     use rvs_core::sched::SchedulerFactory;
-    use rvs_core::service::{Defence, Dest, DestId, Forward, Service, ServiceKey};
+    use rvs_core::service::{Defence, Dest, DestId, Forward, MatchRange, MatchSpec, Service, ServiceKey};
     use rvs_core::stage::{Exits, Node, Packet};
     use rvs_core::time::Now;
 
@@ -937,6 +980,89 @@ mod tests {
         assert_eq!(dests(&out), vec![0, 0]);
         assert_eq!(out[0].template, out[1].template);
         assert_eq!(l.templates.len(), 1);
+    }
+
+    // ---- SNAT match services ----
+
+    /// A VIP service (index 0) and a TCP match service (index 1) for 198.18.16.0/24 going
+    /// out, with two SNAT source addresses, scheduled rr.
+    fn snat_snapshot(defence: Defence) -> Snapshot {
+        let mut vip = rr_snapshot(1, Proto::Tcp, 80, &[1], None).services[0].as_ref().clone();
+        vip.index = 0;
+        let spec = MatchSpec {
+            src: MatchRange {
+                addrs: Some((Addr::v4([198, 18, 16, 0]), Addr::v4([198, 18, 16, 255]))),
+                ports: None,
+            },
+            ..MatchSpec::default()
+        };
+        let mut m = Service::new_match(Proto::Tcp, spec, Arc::new(RrFactory));
+        m.dests = (0..2)
+            .map(|i| {
+                let mut d = Dest::new(DestId(1 + i), Addr::v4([198, 18, 2, 1 + i as u8]), 0);
+                d.fwd = Forward::Snat;
+                d
+            })
+            .collect();
+        Snapshot::build(1, 1, defence, vec![vip, m]).unwrap()
+    }
+
+    #[test]
+    fn match_services_take_traffic_to_no_vip() {
+        const FAR: Addr = Addr::v4([203, 0, 113, 9]);
+        let inside = |proto, daddr, dport, flags, sport| {
+            let mut p = pkt(proto, daddr, dport, flags, sport);
+            p.meta.saddr = Addr::v4([198, 18, 16, 5]);
+            p
+        };
+        // Defence on: it concerns VIPs only, so a stray to no VIP still goes to the host.
+        let snap = snat_snapshot(Defence {
+            tcp_drop: true,
+            udp_drop: true,
+        });
+        let r = run(
+            &snap,
+            vec![
+                inside(Proto::Tcp, FAR, 443, SYN, 40000),
+                inside(Proto::Tcp, FAR, 443, SYN, 40001),
+                inside(Proto::Tcp, FAR, 443, ACK, 40002),
+                pkt(Proto::Tcp, FAR, 443, SYN, 40003),
+                inside(Proto::Udp, FAR, 53, 0, 40004),
+                inside(Proto::Tcp, VIP, 80, SYN, 40005),
+                inside(Proto::Tcp, Addr::v4([198, 18, 2, 1]), 80, SYN, 40006),
+            ],
+        );
+        // The two SYNs from the inside range: the match service, rr over its addresses.
+        let picks: Vec<_> = r.to_new.iter().map(|m| (m.sport, m.sched.svc, m.sched.dest)).collect();
+        assert_eq!(picks, vec![(40000, 1, 0), (40001, 1, 1), (40005, 0, 0)]);
+        // The ACK with no connection, the SYN from outside the range (198.18.5.5), UDP with
+        // no UDP match, and a SYN to a SNAT address itself: host path.
+        assert_eq!(r.host, 4);
+        assert_eq!(r.report.total_drops(), 0);
+        assert_eq!(
+            (r.counters.matched, r.counters.host_not_vip, r.counters.scheduled),
+            (2, 4, 3)
+        );
+
+        // Without match services the same SYN goes to the host path.
+        let plain = rr_snapshot(1, Proto::Tcp, 80, &[1], None);
+        let r = run(&plain, vec![inside(Proto::Tcp, FAR, 443, SYN, 40000)]);
+        assert_eq!((r.to_new.len(), r.host, r.counters.matched), (0, 1, 0));
+    }
+
+    #[test]
+    fn a_match_service_with_no_eligible_address_drops_for_resource() {
+        let mut snap = snat_snapshot(Defence::default());
+        let mut m = snap.services[1].as_ref().clone();
+        for d in m.dests.iter_mut() {
+            d.weight = 0;
+        }
+        let vip = snap.services[0].as_ref().clone();
+        snap = Snapshot::build(2, 1, Defence::default(), vec![vip, m]).unwrap();
+        let mut p = pkt(Proto::Tcp, Addr::v4([203, 0, 113, 9]), 443, SYN, 1);
+        p.meta.saddr = Addr::v4([198, 18, 16, 5]);
+        let r = run(&snap, vec![p]);
+        assert_eq!((r.report.dropped("no_dest"), r.counters.matched), (1, 1));
     }
 
     #[test]
