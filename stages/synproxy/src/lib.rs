@@ -39,15 +39,22 @@
 //! // parse, syn, lookup, ack, schedule, conn-new, arp, seq, xmit -- in this order
 //! ```
 //!
-//! | feature | shown by |
+//! | feature | shown by (`tests/closed_loop.rs` unless named) |
 //! |---|---|
-//! | cookie valid within 4 ticks, not after, nor before; fails for another tuple, ISN or key; forgery rate | `cookie::tests` (proptest, IPv4 and IPv6) |
-//! | DPVS data-word layout, SipHash reference vectors | `cookie::tests::data_word_layout_is_dpvs`, `siphash_reference_vectors` |
+//! | cookie valid within 4 ticks, not after, nor before; fails for another tuple, ISN or key (IPv4, IPv6); forgery rate | `cookie::tests` (proptest, fixed seed) |
+//! | DPVS data-word layout; SipHash-2-4 reference vectors | `cookie::tests::data_word_layout_is_dpvs`, `siphash_reference_vectors` |
 //! | handshake table agrees with a `HashMap` model; at most 3 saved ACKs | `pending::tests` |
-//! | step 1: SYN-ACK fields, options, cookie, MACs and port; non-proxied, existing and DR services pass; weight 0 drops | `tests/steps.rs` |
-//! | step 2: bad cookie drop, SYN to schedule with client ISN and cookie options, second ACK saved, orphan freed | `tests/steps.rs` |
-//! | step 3 and the whole handshake through parse, lookup, schedule, conn-new, xmit (FNAT, NAT, IPv4, IPv6): every output decoded and checked | `tests/closed_loop.rs` |
-//! | server RST, SYN retransmission, expiry frees kept ACKs | `tests/closed_loop.rs` |
+//! | step 1: SYN-ACK port, MACs, TTL, ports, ack, cookie ISN, options (MSS clamp, SACK kept, wscale/TS NOPed), nothing created | `fnat_ipv4_handshake_and_data_both_ways` (via `handshake_to_rs`), `nat_ipv6_handshake_and_data` |
+//! | step 1: VLAN kept, SYN payload cut, no MSS offered none answered | `vlan_tag_is_kept_on_the_synack` |
+//! | step 1: non-synproxy service untouched, weight-0 service drops, DR passed on unproxied | `step_one_leaves_other_traffic_alone` |
+//! | step 2: SYN to the server with the client's ISN and cookie options; connection SYNPROXY in SYN_SENT | `fnat_ipv4_handshake_and_data_both_ways` |
+//! | step 2: bad cookie, other ISN, expired cookie dropped, nothing created | `bad_cookie_is_dropped_and_creates_nothing` |
+//! | step 2: SYN refused by schedule, saved ACK freed at the next poll | `ack_whose_syn_schedule_refuses_is_freed_at_the_next_poll` |
+//! | step 3: delta, ESTABLISHED, inactive -> active, saved ACK released with ack adjusted and TOA; data both ways adjusted (seq, ack, SACK) | `fnat_ipv4_handshake_and_data_both_ways`, `nat_ipv6_handshake_and_data` |
+//! | ACKs of one vector and later ones saved (at most 3), released in order; non-ACK dropped | `acks_in_one_vector_and_while_waiting_are_saved_and_released_in_order` |
+//! | server RST reaches the client with seq cookie + 1; saved ACKs freed | `server_rst_reaches_the_client_in_its_numbering_and_frees_saved_acks` |
+//! | 3 SYN retries 1 s apart, then expiry frees the saved ACK, no buffer leaked | `silent_server_gets_three_syn_retries_then_the_connection_expires_and_acks_are_freed` |
+//! | no allocation in any step after warm-up (counting allocator) | `no_allocation_per_packet_after_warm_up` |
 //!
 //! **Not done.** ACK-storm detection (DPVS's `dup_ack_thresh`, 10 duplicate ACKs); the RST
 //! DPVS sends to a client whose cookie fails (rvs drops it, counted); DPVS's reuse of a
