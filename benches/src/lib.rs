@@ -497,6 +497,7 @@ pub fn conn_new(fwd: Forward, vector: usize, ring: usize) -> Bench<ConnNew> {
         tp.meta.sched = SchedChoice {
             svc: 0,
             dest: (t.len() % 8) as u32,
+            reserved: false,
         };
         t.push(tp);
     }

@@ -1,13 +1,39 @@
 //! The TOML configuration: interfaces, neighbours, routes, defence switches, services and
 //! their destinations, connection-table sizing. A bad file gets a one-line error naming the
 //! file, the line and the key (or value) at fault.
+//!
+//! **SNAT match services** (DPVS's `ipvsadm -A -H src-range=...,dst-range=...,oif=... -s rr`
+//! plus `-a -H ... -r SNAT_IP:0 -J`): a `[[service]]` with a `match` table instead of `vip`
+//! and `port`, `forward = "snat"`, and as destinations the source addresses internal hosts'
+//! flows get (the balancer's own addresses; their ports come from each lcore's sa_pool):
+//!
+//! ```toml
+//! [[service]]
+//! protocol = "tcp"
+//! forward = "snat"
+//! scheduler = "rr"
+//! match = { src_range = "198.18.16.0-198.18.16.255", oif = "wan" }
+//!
+//! [[service.dest]]
+//! ip = "198.18.2.1"
+//! ```
+//!
+//! `src_range` and `dst_range` (each optional: absent matches anything) are written as DPVS
+//! writes them, `ADDR[-ADDR][:PORT[-PORT]]`, IPv6 in brackets when ports follow
+//! (`[2001:db8::1]-[2001:db8::ff]:1024-65535`), a port range alone as `:PORT[-PORT]`, or as a
+//! prefix `198.18.16.0/24[:PORT[-PORT]]`. `iif` and `oif` name an `[[interface]]`: the port
+//! the packet came in on, and the port the route to its destination leaves by. Match services
+//! take only traffic to no VIP, in the order written, the first match winning; the SNAT
+//! addresses and interface addresses are never matched as destinations, and nor is a
+//! destination with no route (as DPVS, which matches after its route lookup).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rvs_core::addr::{Addr, Proto};
+use rvs_core::addr::{Addr, Af, Proto};
 use rvs_core::service::{
-    Defence, Dest, DestId, Forward, Persistence, SchedFlags, Service, ServiceKey, Snapshot, Timeouts,
+    Defence, Dest, DestId, Forward, MatchRange, MatchRoute, MatchSpec, Persistence, SchedFlags, Service, ServiceKey,
+    Snapshot, Timeouts,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -357,19 +383,50 @@ impl TimeoutsCfg {
     }
 }
 
+/// `match = { src_range, dst_range, iif, oif }` of a SNAT match service (DPVS's `-H`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchCfg {
+    /// Source address (and port) range; absent: any.
+    #[serde(default)]
+    pub src_range: Option<Spanned<String>>,
+    /// Destination address (and port) range; absent: any.
+    #[serde(default)]
+    pub dst_range: Option<Spanned<String>>,
+    /// Interface the packet must arrive on.
+    #[serde(default)]
+    pub iif: Option<Spanned<String>>,
+    /// Interface the route to the destination must leave by.
+    #[serde(default)]
+    pub oif: Option<Spanned<String>>,
+}
+
 /// `[[service]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceCfg {
     /// tcp or udp.
     pub protocol: ProtoCfg,
-    /// Virtual address.
+    /// Virtual address (required, unless `match` is given; then it is `::` and unused).
+    #[serde(default = "no_vip")]
     pub vip: Ip,
-    /// Virtual port (0: every port).
+    /// Virtual port (0: every port; required unless `match` is given).
+    #[serde(default)]
     pub port: u16,
+    /// A SNAT match service: which packets it takes, instead of `vip` and `port`.
+    #[serde(default, rename = "match")]
+    pub matcher: Option<Spanned<MatchCfg>>,
     /// Scheduler name (ipvsadm's); default wlc as ipvsadm and DPVS.
     #[serde(default = "default_sched")]
     pub scheduler: Spanned<String>,
+    /// For `scheduler = "wasm:PATH"`: the native scheduler that takes a pick over when the
+    /// plugin traps, runs out of time or answers badly (default wlc).
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
+    /// For `scheduler = "wasm:PATH"`: an opaque configuration handed to the plugin's
+    /// `configure` export at load time.
+    #[serde(default)]
+    pub plugin_config: Option<String>,
     /// Scheduler options (`mh-table-size`, `lblc-cache-entries`, `lblc-expire-secs`).
     #[serde(default)]
     pub scheduler_options: Option<Spanned<std::collections::BTreeMap<String, toml::Value>>>,
@@ -397,6 +454,101 @@ pub struct ServiceCfg {
     /// Destinations.
     #[serde(default)]
     pub dest: Vec<Spanned<DestCfg>>,
+}
+
+fn no_vip() -> Ip {
+    Ip(Addr::UNSPECIFIED)
+}
+
+/// Which of `vip`, `port` and `match` each `[[service]]` wrote (serde defaults hide it).
+#[derive(Debug, Deserialize)]
+struct Written {
+    #[serde(default, rename = "service")]
+    services: Vec<Spanned<WrittenService>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WrittenService {
+    vip: Option<toml::Value>,
+    port: Option<toml::Value>,
+    #[serde(rename = "match")]
+    matcher: Option<toml::Value>,
+}
+
+/// A range as DPVS writes it: `ADDR[-ADDR][:PORT[-PORT]]`, `[V6][-[V6]][:PORT[-PORT]]`, a bare
+/// IPv6 range without ports, `:PORT[-PORT]` alone, or `PREFIX/LEN[:PORT[-PORT]]`.
+pub fn parse_match_range(s: &str) -> Result<MatchRange, String> {
+    let bad = || {
+        format!(
+            "`{s}` is not an address range (e.g. 198.18.16.0-198.18.16.255, 198.18.16.0/24, \
+             198.18.16.1:1024-65535, :53, [2001:db8::1]-[2001:db8::ff]:80)"
+        )
+    };
+    let t = s.trim();
+    // Split the address part from the port part.
+    let (addr_part, port_part) = if t.starts_with('[') {
+        let end = t.rfind(']').ok_or_else(bad)?;
+        let rest = &t[end + 1..];
+        match rest.strip_prefix(':') {
+            Some(p) => (&t[..end + 1], Some(p)),
+            None if rest.is_empty() => (t, None),
+            None => return Err(bad()),
+        }
+    } else if t.matches(':').count() > 1 {
+        (t, None) // bare IPv6: no ports
+    } else {
+        match t.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (t, None),
+        }
+    };
+    let one = |a: &str| -> Result<Addr, String> {
+        let a = a.trim();
+        let a = a.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(a);
+        a.parse::<Addr>().map_err(|_| bad())
+    };
+    let addrs = if addr_part.is_empty() {
+        if port_part.is_none() {
+            return Err(bad());
+        }
+        None
+    } else if let Some((a, len)) = addr_part.split_once('/') {
+        let a = one(a)?;
+        let len: u8 = len.parse().map_err(|_| bad())?;
+        let bits = if a.is_v4() { 32 } else { 128 };
+        if len > bits {
+            return Err(bad());
+        }
+        let lo = a.masked(len);
+        let host = if len == bits {
+            0
+        } else {
+            u128::MAX >> (128 - (bits - len) as u32)
+        };
+        Some((lo, Addr(lo.0 | host)))
+    } else {
+        match addr_part.split_once('-') {
+            Some((lo, hi)) => Some((one(lo)?, one(hi)?)),
+            None => {
+                let a = one(addr_part)?;
+                Some((a, a))
+            }
+        }
+    };
+    let ports = match port_part {
+        None => None,
+        Some(p) => {
+            let port = |x: &str| x.trim().parse::<u16>().map_err(|_| bad());
+            Some(match p.split_once('-') {
+                Some((lo, hi)) => (port(lo)?, port(hi)?),
+                None => {
+                    let x = port(p)?;
+                    (x, x)
+                }
+            })
+        }
+    };
+    Ok(MatchRange { addrs, ports })
 }
 
 fn default_sched() -> Spanned<String> {
@@ -459,6 +611,20 @@ pub struct Config {
     /// `[[service]]`.
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<ServiceCfg>>,
+    /// The file and text the configuration came from (for locating errors found later,
+    /// and for resolving relative plugin paths).
+    #[serde(skip)]
+    pub origin: Option<(String, String)>,
+}
+
+/// How a snapshot build treats `wasm:` schedulers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugins {
+    /// Compile and load them (needs the plugin host; in `rvs run`, after the EAL started).
+    Load,
+    /// Only check that the module file can be read and the fallback is known; the service
+    /// gets its fallback scheduler. Used to check a file before anything starts.
+    Check,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -479,6 +645,22 @@ impl Config {
             line: line_of(text, offset),
             msg,
         };
+        let written: Written =
+            toml::from_str(text).map_err(|e| err(e.span().map_or(0, |s| s.start), e.message().to_string()))?;
+        for w in &written.services {
+            let (off, ws) = (w.span().start, w.get_ref());
+            match (&ws.matcher, &ws.vip, &ws.port) {
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                    return Err(err(
+                        off,
+                        "a service with `match` (snat) takes no `vip` or `port`: it matches by ranges".into(),
+                    ));
+                }
+                (None, None, _) => return Err(err(off, "missing field `vip` (or a `match` table for snat)".into())),
+                (None, _, None) => return Err(err(off, "missing field `port`".into())),
+                _ => {}
+            }
+        }
         if !(1..=rvs_core::stage::VECTOR_MAX).contains(&cfg.pipeline.vector) {
             return Err(err(
                 0,
@@ -491,8 +673,11 @@ impl Config {
         if cfg.conn.capacity == 0 || cfg.conn.buckets_log2 > 30 {
             return Err(err(0, "conn.capacity must be > 0 and conn.buckets_log2 <= 30".into()));
         }
-        // Build once to surface semantic errors with their lines.
-        cfg.snapshot(1, 1).map_err(|(off, msg)| err(off, msg))?;
+        let mut cfg = cfg;
+        cfg.origin = Some((file.to_string(), text.to_string()));
+        // Build once to surface semantic errors with their lines (plugins checked, not loaded).
+        cfg.build_snapshot(1, 1, Plugins::Check)
+            .map_err(|(off, msg)| err(off, msg))?;
         Ok(cfg)
     }
 
@@ -507,8 +692,38 @@ impl Config {
         Config::parse(&file, &text)
     }
 
-    /// Build the service snapshot. Errors carry the byte offset of the service at fault.
+    /// Build the service snapshot, loading plugins. Errors carry the byte offset of the
+    /// service at fault (see [`Config::locate`]).
     pub fn snapshot(&self, generation: u64, lcores: u16) -> Result<Snapshot, (usize, String)> {
+        self.build_snapshot(generation, lcores, Plugins::Load)
+    }
+
+    /// An error from [`Config::snapshot`] as a located [`ConfigError`].
+    pub fn locate(&self, (offset, msg): (usize, String)) -> ConfigError {
+        match &self.origin {
+            Some((file, text)) => ConfigError {
+                file: file.clone(),
+                line: line_of(text, offset),
+                msg,
+            },
+            None => ConfigError {
+                file: "<config>".into(),
+                line: 0,
+                msg,
+            },
+        }
+    }
+
+    fn plugin_path(&self, p: &str) -> std::path::PathBuf {
+        let path = Path::new(p);
+        match (&self.origin, path.is_relative()) {
+            (Some((file, _)), true) => Path::new(file).parent().map_or(path.to_path_buf(), |d| d.join(path)),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// Build the service snapshot, treating plugins as `plugins` says.
+    pub fn build_snapshot(&self, generation: u64, lcores: u16, plugins: Plugins) -> Result<Snapshot, (usize, String)> {
         let mut services = Vec::with_capacity(self.services.len());
         let mut next_id = 0u32;
         for s in &self.services {
@@ -518,10 +733,14 @@ impl Config {
                 ProtoCfg::Tcp => Proto::Tcp,
                 ProtoCfg::Udp => Proto::Udp,
             };
-            let key = ServiceKey {
-                proto,
-                vip: sc.vip.0,
-                port: sc.port,
+            let spec = self.match_spec(sc, off)?;
+            let key = match spec {
+                Some(m) => ServiceKey::for_match(proto, m.af),
+                None => ServiceKey {
+                    proto,
+                    vip: sc.vip.0,
+                    port: sc.port,
+                },
             };
             let name = sc.scheduler.get_ref().as_str();
             let mut opts = rvs_schedulers::SchedOptions::default();
@@ -535,20 +754,57 @@ impl Config {
                         .map_err(|e| (so.span().start.max(off), format!("service {key}: {e}")))?;
                 }
             }
-            let sched = rvs_schedulers::factory_with(name, &opts).map_err(|e| {
-                let msg = match e {
-                    rvs_schedulers::RegistryError::Unknown { .. } => {
-                        format!(
-                            "service {key}: unknown scheduler `{name}` (known: {})",
+            let native = |name: &str, at: usize| {
+                rvs_schedulers::factory_with(name, &opts).map_err(|e| {
+                    let msg = match e {
+                        rvs_schedulers::RegistryError::Unknown { .. } => format!(
+                            "service {key}: unknown scheduler `{name}` (known: {}, or wasm:PATH)",
                             rvs_schedulers::NAMES.join(", ")
-                        )
+                        ),
+                        other => format!("service {key}: {other}"),
+                    };
+                    (at.max(off), msg)
+                })
+            };
+            let sched_at = sc.scheduler.span().start;
+            let sched = match name.strip_prefix("wasm:") {
+                None => {
+                    if sc.fallback.is_some() || sc.plugin_config.is_some() {
+                        return Err((
+                            sched_at.max(off),
+                            format!("service {key}: fallback and plugin_config apply to wasm:PATH schedulers only"),
+                        ));
                     }
-                    other => format!("service {key}: {other}"),
-                };
-                (sc.scheduler.span().start.max(off), msg)
-            })?;
+                    native(name, sched_at)?
+                }
+                Some(path) => {
+                    let (fb_name, fb_at) = match &sc.fallback {
+                        Some(f) => (f.get_ref().as_str(), f.span().start),
+                        None => ("wlc", sched_at),
+                    };
+                    let fallback = native(fb_name, fb_at)?;
+                    let file = self.plugin_path(path);
+                    match plugins {
+                        Plugins::Check => {
+                            std::fs::metadata(&file).map_err(|e| {
+                                (
+                                    sched_at.max(off),
+                                    format!("service {key}: plugin {}: {e}", file.display()),
+                                )
+                            })?;
+                            fallback
+                        }
+                        Plugins::Load => {
+                            let blob = sc.plugin_config.as_deref().unwrap_or("").as_bytes();
+                            crate::plugins::load(&file, blob, fallback)
+                                .map_err(|e| (sched_at.max(off), format!("service {key}: {e}")))?
+                        }
+                    }
+                }
+            };
             let fwd: Forward = sc.forward.into();
             let mut svc = Service::new(key, fwd, Arc::clone(&sched));
+            svc.matcher = spec;
             let mut flags = 0u32;
             for f in &sc.flags {
                 flags |= SchedFlags::from_name(f.get_ref()).ok_or_else(|| {
@@ -595,6 +851,17 @@ impl Config {
                 next_id += 1;
             }
             svc.dests = dests.into_boxed_slice();
+            if let Some(m) = spec {
+                // Match services all show as `PROTO match (FAMILY)`: check each here, where
+                // its line is known, and refuse a second one with the same match.
+                svc.prepare().map_err(|e| (off, e.to_string()))?;
+                if services
+                    .iter()
+                    .any(|(_, o): &(usize, Service)| o.key == key && o.matcher == Some(m))
+                {
+                    return Err((off, format!("service {key} {m}: is defined twice")));
+                }
+            }
             services.push((off, svc));
         }
         let offsets: Vec<usize> = services.iter().map(|(o, _)| *o).collect();
@@ -602,31 +869,116 @@ impl Config {
             tcp_drop: self.defence.tcp_drop,
             udp_drop: self.defence.udp_drop,
         };
-        Snapshot::build(
+        let mut snap = Snapshot::build(
             generation,
             lcores,
             defence,
             services.into_iter().map(|(_, s)| s).collect(),
         )
         .map_err(|e| {
-            let off = match &e {
-                rvs_core::service::ServiceError::Duplicate(k)
-                | rvs_core::service::ServiceError::NoLocalAddress(k)
-                | rvs_core::service::ServiceError::Weight { svc: k, .. }
-                | rvs_core::service::ServiceError::PortMismatch { svc: k, .. }
-                | rvs_core::service::ServiceError::Thresholds { svc: k, .. }
-                | rvs_core::service::ServiceError::DuplicateDest { svc: k, .. }
-                | rvs_core::service::ServiceError::Family { svc: k, .. }
-                | rvs_core::service::ServiceError::Sched { svc: k, .. } => {
-                    let idx = self.services.iter().rposition(|s| {
-                        let sc = s.get_ref();
-                        sc.vip.0 == k.vip && sc.port == k.port
-                    });
-                    idx.and_then(|i| offsets.get(i).copied()).unwrap_or(0)
-                }
-            };
+            // Every service error names its service key: locate the (last) service with it.
+            let msg = e.to_string();
+            let keys: Vec<String> = self
+                .services
+                .iter()
+                .map(|s| {
+                    let sc = s.get_ref();
+                    let proto = match sc.protocol {
+                        ProtoCfg::Tcp => Proto::Tcp,
+                        ProtoCfg::Udp => Proto::Udp,
+                    };
+                    ServiceKey {
+                        proto,
+                        vip: sc.vip.0,
+                        port: sc.port,
+                    }
+                    .to_string()
+                })
+                .collect();
+            let off = keys
+                .iter()
+                .rposition(|k| {
+                    msg.contains(&format!("{k}:")) || msg.contains(&format!("{k} ")) || msg.ends_with(k.as_str())
+                })
+                .and_then(|i| offsets.get(i).copied())
+                .unwrap_or(0);
             (off, e.to_string())
-        })
+        })?;
+        if snap.has_match_services() {
+            // Match services see the routes xmit uses (output interface, no route, local).
+            let l2 = crate::l2::build(self).map_err(|e| (0, format!("interfaces and routes: {e:#}")))?;
+            let routes = l2
+                .routes()
+                .iter()
+                .map(|r| MatchRoute {
+                    net: r.dst,
+                    prefix: r.prefix,
+                    port: r.port,
+                })
+                .collect();
+            let addrs = self.interfaces.iter().flat_map(|i| i.addresses.iter().map(|p| p.addr));
+            snap.set_match_routing(routes, addrs);
+        }
+        Ok(snap)
+    }
+
+    /// The match of a SNAT match service (`None` for a VIP service), its ranges parsed and
+    /// its interfaces resolved to ports; errors located at the value at fault.
+    fn match_spec(&self, sc: &ServiceCfg, off: usize) -> Result<Option<MatchSpec>, (usize, String)> {
+        let Some(m) = &sc.matcher else { return Ok(None) };
+        let at = m.span().start.max(off);
+        let mc = m.get_ref();
+        if sc.forward != ForwardCfg::Snat {
+            return Err((
+                at,
+                "a service with `match` forwards with snat: add forward = \"snat\"".into(),
+            ));
+        }
+        let range = |r: &Option<Spanned<String>>, key: &str| -> Result<MatchRange, (usize, String)> {
+            match r {
+                None => Ok(MatchRange::ANY),
+                Some(v) => {
+                    parse_match_range(v.get_ref()).map_err(|e| (v.span().start.max(off), format!("match.{key}: {e}")))
+                }
+            }
+        };
+        let src = range(&mc.src_range, "src_range")?;
+        let dst = range(&mc.dst_range, "dst_range")?;
+        let fam = |r: &MatchRange| r.addrs.map(|(lo, _)| lo.af());
+        let af = match (fam(&src), fam(&dst)) {
+            (Some(a), Some(b)) if a != b => {
+                return Err((
+                    at,
+                    "match: src_range and dst_range are of different address families".into(),
+                ));
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => sc.dest.first().map_or(Af::V4, |d| d.get_ref().ip.0.af()),
+        };
+        let port = |name: &Option<Spanned<String>>, key: &str| -> Result<Option<u16>, (usize, String)> {
+            let Some(n) = name else { return Ok(None) };
+            match self.interfaces.iter().position(|i| &i.name == n.get_ref()) {
+                Some(i) => Ok(Some(i as u16)),
+                None => {
+                    let known: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
+                    Err((
+                        n.span().start.max(off),
+                        format!(
+                            "match.{key}: no interface `{}` (known: {})",
+                            n.get_ref(),
+                            known.join(", ")
+                        ),
+                    ))
+                }
+            }
+        };
+        Ok(Some(MatchSpec {
+            af,
+            src,
+            dst,
+            iif: port(&mc.iif, "iif")?,
+            oif: port(&mc.oif, "oif")?,
+        }))
     }
 }
 
@@ -704,5 +1056,201 @@ max_conn = 0
         assert!(e.msg.contains("must equal the virtual port"), "{e}");
         let line = bad.lines().position(|l| l.contains("[[service]]")).unwrap() + 1;
         assert!(e.line >= line, "{e}");
+    }
+
+    const SNAT: &str = r#"
+[[interface]]
+name = "lan"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.16.1/24"]
+
+[[interface]]
+name = "wan"
+mac = "02:00:00:00:00:02"
+addresses = ["198.18.2.1/24"]
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.18.2.254"
+
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+forward = "nat"
+
+[[service.dest]]
+ip = "198.18.16.80"
+port = 8080
+
+[[service]]
+protocol = "tcp"
+forward = "snat"
+scheduler = "rr"
+match = { src_range = "198.18.16.0-198.18.16.255", dst_range = ":1-1023", oif = "wan" }
+
+[[service.dest]]
+ip = "198.18.2.1"
+
+[[service.dest]]
+ip = "198.18.2.2"
+"#;
+
+    fn a(s: &str) -> Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn snat_match_services_parse_and_match_by_ranges_and_route() {
+        let c = Config::parse("x.toml", SNAT).unwrap();
+        let snap = c.snapshot(1, 1).unwrap();
+        let m = &snap.services[1];
+        assert!(m.key.is_match());
+        assert_eq!(m.fwd, Forward::Snat);
+        let spec = m.matcher.unwrap();
+        assert_eq!(spec.src.addrs, Some((a("198.18.16.0"), a("198.18.16.255"))));
+        assert_eq!(
+            (spec.src.ports, spec.dst.addrs, spec.dst.ports),
+            (None, None, Some((1, 1023)))
+        );
+        assert_eq!((spec.af, spec.iif, spec.oif), (Af::V4, None, Some(1)));
+        assert_eq!(
+            m.dests.iter().map(|d| (d.addr, d.port, d.fwd)).collect::<Vec<_>>(),
+            vec![(a("198.18.2.1"), 0, Forward::Snat), (a("198.18.2.2"), 0, Forward::Snat)]
+        );
+        let find = |s: &str, d: &str, dport| {
+            snap.find_match(Proto::Tcp, a(s), a(d), 40000, dport, 0)
+                .map(|x| x.index)
+        };
+        // Out through the default route on wan: matched.
+        assert_eq!(find("198.18.16.5", "203.0.113.9", 443), Some(1));
+        // Port above the dst range; a destination on lan (oif lan); an interface address.
+        assert_eq!(find("198.18.16.5", "203.0.113.9", 8080), None);
+        assert_eq!(find("198.18.16.5", "198.18.16.80", 443), None);
+        assert_eq!(find("198.18.16.5", "198.18.2.1", 443), None);
+        // The VIP service is still found by key and is no match service.
+        assert_eq!(snap.find(Proto::Tcp, a("198.18.0.100"), 80).map(|x| x.index), Some(0));
+    }
+
+    #[test]
+    fn match_ranges_read_as_dpvs_writes_them() {
+        let r = |s: &str| parse_match_range(s).unwrap();
+        assert_eq!(r("198.18.16.7").addrs, Some((a("198.18.16.7"), a("198.18.16.7"))));
+        assert_eq!(r("198.18.16.0/24").addrs, Some((a("198.18.16.0"), a("198.18.16.255"))));
+        assert_eq!(
+            r("198.18.16.9/24:53").addrs,
+            Some((a("198.18.16.0"), a("198.18.16.255")))
+        );
+        assert_eq!(r("0.0.0.0/0").addrs, Some((a("0.0.0.0"), a("255.255.255.255"))));
+        let x = r("198.18.16.1-198.18.16.9:1024-65535");
+        assert_eq!(x.addrs, Some((a("198.18.16.1"), a("198.18.16.9"))));
+        assert_eq!(x.ports, Some((1024, 65535)));
+        assert_eq!(
+            r(":53"),
+            MatchRange {
+                addrs: None,
+                ports: Some((53, 53))
+            }
+        );
+        assert_eq!(
+            r("2001:db8::1-2001:db8::ff").addrs,
+            Some((a("2001:db8::1"), a("2001:db8::ff")))
+        );
+        let y = r("[2001:db8::1]-[2001:db8::ff]:80-81");
+        assert_eq!(
+            (y.addrs, y.ports),
+            (Some((a("2001:db8::1"), a("2001:db8::ff"))), Some((80, 81)))
+        );
+        assert_eq!(
+            r("2001:db8::/64").addrs.map(|x| x.1),
+            Some(a("2001:db8::ffff:ffff:ffff:ffff"))
+        );
+        for bad in [
+            "",
+            "198.18.16",
+            "198.18.16.0/33",
+            "198.18.16.1:x",
+            "198.18.16.1:70000",
+            "[2001:db8::1",
+            ":",
+        ] {
+            let e = parse_match_range(bad).unwrap_err();
+            assert!(e.contains("is not an address range"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_snat_services_are_located() {
+        let line_of_text = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let second = |text: &str| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains("[[service]]"))
+                .nth(1)
+                .unwrap()
+                .0
+                + 1
+        };
+        // A value at fault is named on its own line.
+        for (from, to, want) in [
+            (
+                "198.18.16.0-198.18.16.255",
+                "198.18.16.0-198.18.16",
+                "is not an address range",
+            ),
+            ("oif = \"wan\"", "oif = \"dmz\"", "no interface `dmz` (known: lan, wan)"),
+        ] {
+            let bad = SNAT.replace(from, to);
+            let e = Config::parse("x.toml", &bad).unwrap_err();
+            assert!(e.msg.contains(want), "{e}");
+            assert_eq!(e.line, line_of_text(&bad, "match = "), "{e}");
+        }
+        // Service-level faults: located at the match service, not the VIP service before it.
+        for (from, to, want) in [
+            ("forward = \"snat\"", "forward = \"fnat\"", "forwards with snat"),
+            (
+                "scheduler = \"rr\"\nmatch",
+                "vip = \"198.18.0.9\"\nmatch",
+                "takes no `vip` or `port`",
+            ),
+            (
+                "ip = \"198.18.2.2\"",
+                "ip = \"198.18.2.2\"\nport = 80",
+                "port must be 0",
+            ),
+            (
+                "scheduler = \"rr\"\nmatch",
+                "local_addresses = [\"198.18.2.9\"]\nmatch",
+                "local addresses are not used",
+            ),
+            (
+                "dst_range = \":1-1023\"",
+                "dst_range = \"198.18.30.9-198.18.30.1\"",
+                "runs backwards",
+            ),
+            (
+                "dst_range = \":1-1023\"",
+                "dst_range = \"2001:db8::1-2001:db8::2\"",
+                "different address families",
+            ),
+        ] {
+            let bad = SNAT.replace(from, to);
+            assert_ne!(bad, SNAT, "{from}");
+            let e = Config::parse("x.toml", &bad).unwrap_err();
+            assert!(e.msg.contains(want), "{e}");
+            assert!(e.line >= second(&bad), "{e}");
+        }
+        // The same match twice: the second is at fault.
+        let tail = &SNAT[SNAT.rfind("[[service]]").unwrap()..];
+        let twice = format!("{SNAT}\n{}", tail.replace("198.18.2.", "198.18.3."));
+        let e = Config::parse("x.toml", &twice).unwrap_err();
+        assert!(e.msg.contains("is defined twice"), "{e}");
+        let third = twice.match_indices("[[service]]").nth(2).unwrap().0;
+        assert!(e.line >= line_of(&twice, third), "{e}");
+        // A VIP service still needs its vip and port.
+        let e = Config::parse("x.toml", &SNAT.replace("vip = \"198.18.0.100\"\n", "")).unwrap_err();
+        assert!(e.msg.contains("missing field `vip`"), "{e}");
+        let e = Config::parse("x.toml", &SNAT.replace("port = 80\nforward", "forward")).unwrap_err();
+        assert!(e.msg.contains("missing field `port`"), "{e}");
     }
 }

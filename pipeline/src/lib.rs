@@ -9,6 +9,7 @@ pub mod demo;
 pub mod frames;
 pub mod l2;
 pub mod pcap;
+pub mod plugins;
 pub mod replay;
 pub mod run;
 pub mod worker;

@@ -203,6 +203,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Publish a new snapshot (the control plane's swap): the next vector runs on it.
+    /// Existing connections keep their destinations; schedulers of changed services are
+    /// rebuilt off the packet path before their first pick.
+    pub fn publish(&mut self, snap: Snapshot) {
+        self.snap = snap;
+    }
+
     /// Let time pass to `now` with no traffic: connections due expire.
     pub fn advance(&mut self, now: u64) -> anyhow::Result<()> {
         self.totals.last_ts = self.totals.last_ts.max(now);

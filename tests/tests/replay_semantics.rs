@@ -175,7 +175,10 @@ fn a_destination_at_max_conn_is_refused_with_overload_and_flagged() {
         (0..5).map(|i| client(i, VIP, 80, SYN, 1)).collect(),
     );
     assert_eq!(o.tx.len(), 3);
-    assert_eq!(dropped(&o.engine, "conn-new", "overload"), 2);
+    // The fourth SYN is refused at the bind right after its pick and flags the server
+    // overloaded; the fifth then finds no eligible server at all, as one at a time.
+    assert_eq!(dropped(&o.engine, "schedule", "overload"), 1, "refused at the bind right after the pick");
+    assert_eq!(dropped(&o.engine, "schedule", "no_dest"), 1, "an overloaded server is not picked");
     let w = &o.engine.worker;
     let dest = &o.engine.snap.services[0].dests[0];
     assert!(
@@ -353,4 +356,48 @@ ip = "198.18.1.12"
         by_net[&128], by_net[&129],
         "rr placed the two networks' templates on different servers"
     );
+}
+
+/// Schedulers that read connection counts (wlc here, weights 5:3:1) see every connection
+/// the vector has already placed, so vectors of 1, 32 and 256 place the same flows on the
+/// same servers, in exact proportion to the weights.
+#[test]
+fn least_connection_picks_see_earlier_picks_of_the_same_vector() {
+    let mut text = String::from(
+        r#"
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.1.1/24"]
+
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "wlc"
+forward = "dr"
+"#,
+    );
+    for (i, w) in [(11, 5), (12, 3), (13, 1)] {
+        text += &format!("\n[[service.dest]]\nip = \"198.18.1.{i}\"\nweight = {w}\n");
+        text += &format!("\n[[neighbor]]\nip = \"198.18.1.{i}\"\nmac = \"02:00:00:00:01:{i}\"\n");
+    }
+    let cfg = Config::parse("wlc.toml", &text).unwrap();
+    let frames: Vec<Vec<u8>> = (0..180).map(|i| client(i, VIP, 80, SYN, 1)).collect();
+    let mut placements = Vec::new();
+    for v in [1, 32, 256] {
+        let o = run(&cfg, v, frames.clone());
+        let mut by_flow = std::collections::BTreeMap::new();
+        let mut per_server = std::collections::BTreeMap::new();
+        for f in &o.tx {
+            let d = decode_checked(f).unwrap();
+            let mac = d.eth.as_ref().unwrap().dst[5];
+            by_flow.insert(d.tcp().unwrap().sport, mac);
+            *per_server.entry(mac).or_insert(0) += 1;
+        }
+        assert_eq!(per_server.values().copied().collect::<Vec<u32>>(), vec![100, 60, 20], "vector {v}");
+        placements.push(by_flow);
+    }
+    assert_eq!(placements[0], placements[1], "vector 32 placed flows differently from vector 1");
+    assert_eq!(placements[0], placements[2], "vector 256 placed flows differently from vector 1");
 }

@@ -63,7 +63,7 @@
 
 use std::sync::Arc;
 
-use rvs_conn::{Conn, ConnError, NO_TEMPLATE, OwnerTable, SharedConns, Tuple};
+use rvs_conn::{Conn, ConnError, ConnFlags, LcoreConns, NO_TEMPLATE, OwnerTable, SharedConns, Tuple};
 use rvs_core::addr::Proto;
 use rvs_core::hash::mix64;
 use rvs_core::load::Counter;
@@ -196,6 +196,14 @@ impl ConnNew {
     }
 }
 
+/// The destination schedule bound for this packet, if it did.
+fn reserved_dest<'a>(snap: &'a Snapshot, c: &rvs_core::meta::SchedChoice) -> Option<&'a rvs_core::service::Dest> {
+    if !c.reserved {
+        return None;
+    }
+    snap.services.get(c.svc as usize)?.dests.get(c.dest as usize)
+}
+
 fn tcp_seq<M: Mbuf>(p: &Packet<M>) -> u32 {
     let off = p.meta.l4_off as usize + 4;
     match p.mbuf.data().get(off..off + 4) {
@@ -220,6 +228,12 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 continue;
             };
             if let Some((id, dir)) = conns.lookup(&tuple) {
+                // Schedule bound a destination for a connection that now exists: give the
+                // count back.
+                if let Some(d) = reserved_dest(snap, &p.meta.sched) {
+                    conns.loads().dec(d.id, Counter::Inactive);
+                    conns.loads().relieve(d, snap.lcores);
+                }
                 let timeouts = conns
                     .conn(id)
                     .and_then(|c| {
@@ -244,12 +258,20 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 out.drop(ConnNewDrop::StaleChoice, p);
                 continue;
             };
+            let reserved = choice.reserved;
+            let unreserve = |conns: &mut LcoreConns| {
+                if reserved {
+                    conns.loads().dec(dest.id, Counter::Inactive);
+                    conns.loads().relieve(dest, snap.lcores);
+                }
+            };
             let fwd = dest.fwd;
             let snat_match = svc.matcher.is_some() && fwd == Forward::Snat;
             let (laddr, lport) = match fwd {
                 Forward::Snat if snat_match => match conns.ports().take(dest.addr) {
                     Some(port) => (dest.addr, port),
                     None => {
+                        unreserve(&mut conns);
                         out.drop(ConnNewDrop::NoLocalPort, p);
                         continue;
                     }
@@ -269,6 +291,7 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                     match found {
                         Some(x) => x,
                         None => {
+                            unreserve(&mut conns);
                             out.drop(ConnNewDrop::NoLocalPort, p);
                             continue;
                         }
@@ -298,7 +321,11 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 conn.fnat_isn = isn;
                 conn.fnat_seq_delta = secure_isn(self.secret, &conn).wrapping_sub(isn);
             }
-            if !conns.bind_dest(&mut conn, dest) {
+            if reserved {
+                // Schedule admitted and counted it: adopt the count.
+                conn.flags.set(ConnFlags::INACTIVE);
+                conn.flags.set(ConnFlags::BOUND);
+            } else if !conns.bind_dest(&mut conn, dest) {
                 if matches!(fwd, Forward::Fnat | Forward::Snat) {
                     conns.ports().release(laddr, lport);
                 }
@@ -418,7 +445,11 @@ mod tests {
             l4_off: 34,
             l4_hdr_len: 20,
             l3_len: 40,
-            sched: SchedChoice { svc: 0, dest: 0 },
+            sched: SchedChoice {
+                svc: 0,
+                dest: 0,
+                reserved: false,
+            },
             ..PacketMeta::new()
         };
         p

@@ -133,6 +133,10 @@ pub struct SchedChoice {
     pub svc: u32,
     /// Destination index in the service.
     pub dest: u32,
+    /// Schedule already bound the destination (admission checked, counted inactive), so
+    /// that later picks of the same vector see it; conn-new adopts the count, or gives it
+    /// back when the connection cannot be made.
+    pub reserved: bool,
 }
 
 impl Default for SchedChoice {
@@ -140,6 +144,7 @@ impl Default for SchedChoice {
         SchedChoice {
             svc: NO_DEST,
             dest: NO_DEST,
+            reserved: false,
         }
     }
 }

@@ -68,7 +68,7 @@ use std::sync::Arc;
 use rvs_conn::{LcoreTemplates, NO_TEMPLATE, Placed, Templates, Tuple};
 use rvs_core::addr::Proto;
 use rvs_core::hash::mix64;
-use rvs_core::load::LoadTable;
+use rvs_core::load::{Counter, LoadTable};
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::SchedChoice;
 use rvs_core::sched::{Flow, SchedCx, Scheduler, SchedulerFactory};
@@ -91,6 +91,8 @@ rvs_core::labels! {
     pub enum ScheduleDrop {
         /// The scheduler found no destination that can take the connection.
         NoDest = ("no_dest", "no destination can take the connection (all drained, overloaded or none)"),
+        /// The picked destination is at its share of `max_conn` (`dp_vs_conn_bind_dest`).
+        Overload = ("overload", "the picked destination is at its connection limit (max_conn); flagged overloaded"),
         /// defence_tcp_drop: a non-SYN without a connection to a VIP.
         DefenceStray = ("defence_stray", "defence_tcp_drop: TCP packet other than a SYN with no connection"),
         /// defence_tcp_drop: a SYN to a VIP port with no service.
@@ -106,6 +108,7 @@ impl DropReason for ScheduleDrop {
     fn cause(self) -> Cause {
         match self {
             ScheduleDrop::NoDest => Cause::Resource,
+            ScheduleDrop::Overload => Cause::Overload,
             ScheduleDrop::DefenceStray | ScheduleDrop::DefenceNoService | ScheduleDrop::DefenceUdp => Cause::Defence,
             ScheduleDrop::Unsupported => Cause::NotSupported,
         }
@@ -461,10 +464,21 @@ impl Schedule {
         };
         match chosen {
             Some((i, template)) if i < svc.dests.len() => {
+                // Bind now, as `dp_vs_schedule` does right after the pick: the seed's
+                // `dp_vs_conn_bind_dest` admission (at max_conn: refused, overload flagged)
+                // and the count, so the next pick of this vector sees this connection as
+                // one-at-a-time processing would. conn-new adopts the count.
+                let dest = &svc.dests[i];
+                if !self.loads.admit(dest, snap.lcores) {
+                    out.drop(ScheduleDrop::Overload, p);
+                    return;
+                }
+                self.loads.inc(dest.id, Counter::Inactive);
                 self.counters.scheduled += 1;
                 p.meta.sched = SchedChoice {
                     svc: svc.index,
                     dest: i as u32,
+                    reserved: true,
                 };
                 p.meta.template = template;
                 self.pending.insert(tuple);
@@ -706,7 +720,14 @@ mod tests {
         assert_eq!(r.to_new.len(), 2, "one creation per flow");
         assert_eq!(r.to_new[0].sport, 1000);
         assert_eq!(r.to_new[1].sport, 1001);
-        assert_eq!(r.to_new[0].sched, SchedChoice { svc: 0, dest: 0 });
+        assert_eq!(
+            r.to_new[0].sched,
+            SchedChoice {
+                svc: 0,
+                dest: 0,
+                reserved: true
+            }
+        );
         assert_eq!(r.redirected, 2);
         assert_eq!(r.report.total_drops(), 0);
         assert_eq!(r.counters.recirculated, 2);
