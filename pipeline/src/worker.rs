@@ -2,9 +2,18 @@
 //! graph, the same code over heap buffers (`rvs replay`) and `rte_mbuf`s (`rvs run`).
 //!
 //! ```text
-//! parse -> lookup --hit--> xmit
-//!   |             \--miss--> schedule -> conn-new --/
-//!   \--arp--> arp <--local (ICMP to us)--/
+//! parse -> synproxy-syn -> lookup --hit--> synproxy-seq -> xmit
+//!   |                               \--miss--> synproxy-ack -> schedule -> conn-new --/
+//!   \--arp--> arp <--local (ICMP to us)------------------------/
+//! ```
+//!
+//! The three synproxy stages are DPVS's steps: step 1 answers a SYN to a synproxy service
+//! with a cookie SYN-ACK, step 2 turns a valid cookie ACK into a SYN that schedule and
+//! conn-new place, step 3 completes the handshake with the real server and adjusts
+//! sequence numbers for the connection's life. For services without synproxy they pass
+//! packets on.
+//!
+//! ```text
 //! ```
 //!
 //! Followers that schedule recirculates (packets of a flow an earlier packet of the same
@@ -25,6 +34,7 @@ use rvs_core::time::Now;
 use rvs_lookup::Lookup;
 use rvs_parse::Parse;
 use rvs_schedule::Schedule;
+use rvs_synproxy::{SynProxy, SynProxyConfig};
 use rvs_xmit::Xmit;
 use rvs_xmit::arp::Arp;
 use rvs_xmit::neigh::{NeighCache, NeighConfig};
@@ -37,6 +47,8 @@ use crate::l2;
 pub struct Nodes {
     /// parse.
     pub parse: NodeId<Parse>,
+    /// synproxy step 1 (cookie SYN-ACKs).
+    pub syn: NodeId<SynProxy>,
     /// lookup.
     pub lookup: NodeId<Lookup>,
     /// schedule.
@@ -114,8 +126,18 @@ impl<M: Mbuf + 'static> Worker<M> {
         conns.borrow_mut().set_templates(shared.templates.clone());
         let ports = cfg.interfaces.len().max(1);
         let mut graph = Graph::new(ports, lcores as usize);
+        // The cookie secret comes from the configuration's seed, not the lcore's: a client's
+        // ACK may reach another lcore than its SYN did.
+        let (sp_syn, sp_ack, sp_seq) = rvs_synproxy::stages::<M>(
+            SynProxyConfig::default(),
+            cfg.pipeline.seed,
+            conns.clone(),
+            loads.clone(),
+        );
         let parse = graph.add(Parse::new());
+        let syn = graph.add(sp_syn);
         let lookup = graph.add(Lookup::new(conns.clone()));
+        let ack = graph.add(sp_ack);
         let schedule = graph.add(Schedule::new(loads.clone(), seed).with_templates(shared.templates.clone()));
         let conn_new = graph.add(ConnNew::new(conns.clone(), rvs_core::hash::mix64(seed ^ 0x666e_6174)));
         let l2 = l2::build(cfg)?;
@@ -123,12 +145,16 @@ impl<M: Mbuf + 'static> Worker<M> {
         // ARP/ND before xmit: a hop learned in this vector releases xmit's held packets in
         // the same pass.
         let arp = graph.add(Arp::new(l2.clone(), neigh.clone()));
+        let seq = graph.add(sp_seq);
         let xmit = graph.add(Xmit::new(conns.clone(), l2).with_neigh(neigh));
-        graph.connect(parse, rvs_parse::ParseNext::Ip, lookup)?;
-        graph.connect(lookup, rvs_lookup::LookupNext::Hit, xmit)?;
-        graph.connect(lookup, rvs_lookup::LookupNext::Miss, schedule)?;
+        graph.connect(parse, rvs_parse::ParseNext::Ip, syn)?;
+        graph.connect(syn, rvs_synproxy::SynProxyNext::Lookup, lookup)?;
+        graph.connect(lookup, rvs_lookup::LookupNext::Hit, seq)?;
+        graph.connect(lookup, rvs_lookup::LookupNext::Miss, ack)?;
+        graph.connect(ack, rvs_synproxy::SynProxyAckNext::Schedule, schedule)?;
         graph.connect(schedule, rvs_schedule::ScheduleNext::New, conn_new)?;
-        graph.connect(conn_new, rvs_conn_new::ConnNewNext::Xmit, xmit)?;
+        graph.connect(conn_new, rvs_conn_new::ConnNewNext::Xmit, seq)?;
+        graph.connect(seq, rvs_synproxy::SynProxySeqNext::Xmit, xmit)?;
         graph.connect(parse, rvs_parse::ParseNext::Arp, arp)?;
         graph.connect(schedule, rvs_schedule::ScheduleNext::Local, arp)?;
         graph.check()?;
@@ -136,6 +162,7 @@ impl<M: Mbuf + 'static> Worker<M> {
             graph,
             nodes: Nodes {
                 parse,
+                syn,
                 lookup,
                 schedule,
                 conn_new,
