@@ -177,8 +177,16 @@ fn a_destination_at_max_conn_is_refused_with_overload_and_flagged() {
     assert_eq!(o.tx.len(), 3);
     // The fourth SYN is refused at the bind right after its pick and flags the server
     // overloaded; the fifth then finds no eligible server at all, as one at a time.
-    assert_eq!(dropped(&o.engine, "schedule", "overload"), 1, "refused at the bind right after the pick");
-    assert_eq!(dropped(&o.engine, "schedule", "no_dest"), 1, "an overloaded server is not picked");
+    assert_eq!(
+        dropped(&o.engine, "schedule", "overload"),
+        1,
+        "refused at the bind right after the pick"
+    );
+    assert_eq!(
+        dropped(&o.engine, "schedule", "no_dest"),
+        1,
+        "an overloaded server is not picked"
+    );
     let w = &o.engine.worker;
     let dest = &o.engine.snap.services[0].dests[0];
     assert!(
@@ -395,9 +403,19 @@ forward = "dr"
             by_flow.insert(d.tcp().unwrap().sport, mac);
             *per_server.entry(mac).or_insert(0) += 1;
         }
-        assert_eq!(per_server.values().copied().collect::<Vec<u32>>(), vec![100, 60, 20], "vector {v}");
+        assert_eq!(
+            per_server.values().copied().collect::<Vec<u32>>(),
+            vec![100, 60, 20],
+            "vector {v}"
+        );
         placements.push(by_flow);
     }
-    assert_eq!(placements[0], placements[1], "vector 32 placed flows differently from vector 1");
-    assert_eq!(placements[0], placements[2], "vector 256 placed flows differently from vector 1");
+    assert_eq!(
+        placements[0], placements[1],
+        "vector 32 placed flows differently from vector 1"
+    );
+    assert_eq!(
+        placements[0], placements[2],
+        "vector 256 placed flows differently from vector 1"
+    );
 }
