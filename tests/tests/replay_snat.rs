@@ -563,3 +563,97 @@ fn snat_udp_both_ways_and_what_no_match_takes_goes_to_the_host() {
     assert_eq!((rep.created, rep.host), (1, sent.len() as u64));
     assert_eq!(rep.schedule.get("host_not_vip"), Some(&(sent.len() as u64)));
 }
+
+#[test]
+fn snat_over_ipv6_both_ways() {
+    use std::net::Ipv6Addr;
+    let host: Ipv6Addr = "2001:db8:16::10".parse().unwrap();
+    let server: Ipv6Addr = "2001:db8:99::7".parse().unwrap();
+    let snat: Ipv6Addr = "2001:db8:2::1".parse().unwrap();
+    let cfg = format!(
+        r#"
+[[interface]]
+name = "lan"
+mac = "{lan}"
+addresses = ["2001:db8:16::1/64"]
+
+[[interface]]
+name = "wan"
+mac = "{wan}"
+addresses = ["2001:db8:2::1/64"]
+
+[[neighbor]]
+ip = "2001:db8:2::fe"
+mac = "{gw}"
+
+[[neighbor]]
+ip = "{host}"
+mac = "{hm}"
+
+[[route]]
+prefix = "::/0"
+via = "2001:db8:2::fe"
+
+[[service]]
+protocol = "tcp"
+forward = "snat"
+match = {{ src_range = "2001:db8:16::/64", oif = "wan" }}
+
+[[service.dest]]
+ip = "{snat}"
+"#,
+        lan = mac_text(LAN_MAC),
+        wan = mac_text(WAN_MAC),
+        gw = mac_text(GW_MAC),
+        hm = mac_text(host_mac(0)),
+    );
+    let mut net = Net {
+        engine: Engine::new(&Config::parse("snat6.toml", &cfg).unwrap(), 32).unwrap(),
+        t: 1_000_000_000,
+    };
+    let out = net.send(vec![
+        Pkt::eth(host_mac(0), LAN_MAC)
+            .ipv6(host, server)
+            .hop_limit(64)
+            .tcp(41000, 443)
+            .flags(SYN)
+            .seq(777)
+            .mss(1440)
+            .build(),
+    ]);
+    assert_eq!(out.len(), 1);
+    let o = &out[0];
+    assert_eq!((o.port, o.d.eth.as_ref().unwrap().dst), (Some(WAN_PORT), GW_MAC));
+    let (ip, tcp) = (o.d.ipv6().unwrap(), o.d.tcp().unwrap());
+    assert_eq!((ip.src, ip.dst, ip.hop_limit), (snat, server, 63));
+    assert!(tcp.sport >= PORT_MIN);
+    assert_eq!((tcp.dport, tcp.seq, tcp.flags), (443, 777, SYN));
+    let lport = tcp.sport;
+
+    let back = net.send(vec![
+        Pkt::eth(GW_MAC, WAN_MAC)
+            .ipv6(server, snat)
+            .hop_limit(50)
+            .tcp(443, lport)
+            .flags(SYN | ACK)
+            .seq(9000)
+            .ack(778)
+            .mss(1400)
+            .build(),
+    ]);
+    assert_eq!(back.len(), 1);
+    let o = &back[0];
+    assert_eq!((o.port, o.d.eth.as_ref().unwrap().dst), (Some(LAN_PORT), host_mac(0)));
+    let (ip, tcp) = (o.d.ipv6().unwrap(), o.d.tcp().unwrap());
+    assert_eq!((ip.src, ip.dst, ip.hop_limit), (server, host, 49));
+    assert_eq!((tcp.sport, tcp.dport, tcp.seq, tcp.ack), (443, 41000, 9000, 778));
+    // An IPv4 flow (no IPv4 match service, no IPv4 route) goes to the host path.
+    let v4 = net.send(vec![
+        Pkt::eth(host_mac(0), LAN_MAC)
+            .ipv4(host_ip(0), server_ip(0))
+            .tcp(41001, 443)
+            .flags(SYN)
+            .build(),
+    ]);
+    assert_eq!(v4.iter().map(|o| o.port).collect::<Vec<_>>(), vec![None]);
+}
