@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod frames;
 pub mod l2;
@@ -12,4 +13,5 @@ pub mod pcap;
 pub mod plugins;
 pub mod replay;
 pub mod run;
+pub mod traffic;
 pub mod worker;

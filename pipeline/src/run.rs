@@ -34,6 +34,12 @@
 //!   stages' atomic [`StageStats`] by the main lcore while the workers run) and at exit,
 //!   with the mempool's mbufs in use once everything is closed (0 unless an mbuf leaked).
 //!
+//! - Throughput runs: an interface whose `device` is `gen:...` is a traffic generator
+//!   ([`crate::traffic`]) instead of a DPDK port; `--empty-graph` bypasses the stages (rx to
+//!   the next interface's tx: rvs's own I/O floor); `--warmup-ms`/`--window-ms` read every
+//!   counter at both ends of a measured window ([`WindowOut`]: rates, connections created per
+//!   second, per-stage cycles per packet) and stop at its end. `perf/run` drives them.
+//!
 //! Not done: a host path to the kernel (KNI / virtio-user), control messages from the main
 //! lcore to workers (the snapshot is fixed for the run), multi-segment mbufs, NIC flow rules
 //! for FNAT local ports (steering is in software).
@@ -50,13 +56,12 @@ use rvs_core::service::{Forward, Snapshot};
 use rvs_core::stage::Packet;
 use rvs_core::time::Now;
 use rvs_dpdk::mempool::DEFAULT_DATA_ROOM;
-use rvs_dpdk::{
-    Consumer, Eal, EalArgs, Mempool, Port, PortConfig, Producer, Ring, RteMbuf, RtePool, RxQueue, TxBuffer,
-};
+use rvs_dpdk::{Consumer, Eal, EalArgs, Mempool, Port, PortConfig, Producer, Ring, RteMbuf, RtePool, TxBuffer};
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::replay::{DestOut, DropOut, ServiceOut, StageOut};
+use crate::traffic::{self, GenSpec, Generator, RxPort, Sink, TxPort};
 use crate::worker::{Shared, Worker};
 
 /// Connections expired per lcore per loop iteration at most.
@@ -73,6 +78,16 @@ const CONTROL_EVERY_US: u64 = 1000;
 /// Options of `rvs run` besides the config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOpts {
+    /// Bypass the stage graph: every received packet goes straight to the transmit buffer
+    /// of the next interface (interface `i` to `(i + 1) % n`, as testpmd's io forwarding):
+    /// rvs's own I/O floor.
+    pub empty_graph: bool,
+    /// Measure a window: counters are read `warmup_ms` after every worker has built its
+    /// graph ...
+    pub warmup_ms: Option<u64>,
+    /// ... and again `window_ms` later, when receiving stops; the report's `window` holds
+    /// the differences.
+    pub window_ms: Option<u64>,
     /// Stop receiving after this many packets.
     pub packets: Option<u64>,
     /// Stop after this long with no packet received.
@@ -198,8 +213,8 @@ type StatsMsg = (u16, Result<Vec<Arc<StageStats>>, String>);
 /// What one lcore owns while it runs.
 struct LcoreIo {
     idx: u16,
-    rx: Vec<RxQueue>,
-    tx: Vec<TxBuffer>,
+    rx: Vec<RxPort>,
+    tx: Vec<TxPort>,
     to: Vec<Option<Producer<RteMbuf>>>,
     from: Vec<Consumer<RteMbuf>>,
 }
@@ -214,6 +229,7 @@ struct LcoreEnd {
     created: u64,
     lookup_redirected: u64,
     lookup_redirected_owner: u64,
+    worker_bytes: u64,
 }
 
 struct LcoreEnv {
@@ -226,6 +242,7 @@ struct LcoreEnv {
     ctl: Arc<Control>,
     clock: Clock,
     stats_to_main: mpsc::Sender<StatsMsg>,
+    empty_graph: bool,
 }
 
 /// One lcore's counters in the report.
@@ -269,6 +286,10 @@ pub struct LcoreOut {
     pub redirected_port: u64,
     /// Misses lookup redirected by the owner table.
     pub redirected_owner: u64,
+    /// Resident memory the worker's construction added (its connection table, pool,
+    /// buckets and timer wheel, all allocated and written up front), from
+    /// `/proc/self/statm`; overlapping constructions on several lcores blur it.
+    pub worker_bytes: u64,
     /// Per stage.
     pub stages: Vec<StageOut>,
 }
@@ -304,6 +325,205 @@ pub struct RunReport {
     pub services: Vec<ServiceOut>,
     /// Per lcore.
     pub lcores: Vec<LcoreOut>,
+    /// Connection-table capacity of each lcore (`[conn] capacity`).
+    pub conn_capacity: usize,
+    /// Graph bypassed (`--empty-graph`).
+    pub empty_graph: bool,
+    /// The measured window (`--warmup-ms`/`--window-ms`), when one completed.
+    pub window: Option<WindowOut>,
+}
+
+/// One stage over the measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowStage {
+    /// Stage name.
+    pub name: String,
+    /// Vectors.
+    pub vectors: u64,
+    /// Packets.
+    pub packets: u64,
+    /// TSC cycles spent in the stage.
+    pub cycles: u64,
+    /// Cycles per packet of the stage.
+    pub cycles_per_packet: f64,
+    /// Packets dropped.
+    pub drops: u64,
+    /// Drops by reason (non-zero only).
+    pub drop_reasons: Vec<(String, u64)>,
+}
+
+/// One lcore over the measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowLcore {
+    /// Worker index.
+    pub worker: u16,
+    /// Packets received.
+    pub rx: u64,
+    /// Packets transmitted.
+    pub tx: u64,
+    /// Host-path packets.
+    pub host: u64,
+    /// Packets lost (rings, queues, refused).
+    pub lost: u64,
+    /// Connections created (conn-new to xmit).
+    pub created: u64,
+    /// Per stage.
+    pub stages: Vec<WindowStage>,
+}
+
+/// Counter differences over the measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowOut {
+    /// Warm-up before the window, seconds.
+    pub warmup_seconds: f64,
+    /// Length of the window, seconds (wall clock).
+    pub seconds: f64,
+    /// TSC ticks per second.
+    pub tsc_hz: u64,
+    /// Packets received, all lcores.
+    pub rx: u64,
+    /// Packets transmitted, all lcores.
+    pub tx: u64,
+    /// Connections created, all lcores.
+    pub created: u64,
+    /// Received packets per second, all lcores.
+    pub rx_pps: f64,
+    /// Transmitted packets per second, all lcores.
+    pub tx_pps: f64,
+    /// Connections created per second, all lcores.
+    pub conns_per_sec: f64,
+    /// Resident memory of the process at the window's end.
+    pub rss_bytes: u64,
+    /// Per lcore.
+    pub lcores: Vec<WindowLcore>,
+}
+
+/// What the main lcore reads at each end of the window.
+#[derive(Debug, Clone)]
+struct Mark {
+    at: Instant,
+    lcores: Vec<(u64, u64, u64, u64)>,
+    stages: Vec<Vec<rvs_core::counters::StageReport>>,
+}
+
+impl Mark {
+    fn take(counters: &[Arc<LcoreCounters>], stats: &[Vec<Arc<StageStats>>]) -> Mark {
+        Mark {
+            at: Instant::now(),
+            lcores: counters
+                .iter()
+                .map(|c| {
+                    let g = |a: &AtomicU64| a.load(Relaxed);
+                    (
+                        g(&c.rx),
+                        g(&c.tx),
+                        g(&c.host),
+                        g(&c.ring_full) + g(&c.overflow) + g(&c.tx_refused) + g(&c.chained),
+                    )
+                })
+                .collect(),
+            stages: stats.iter().map(|v| v.iter().map(|a| a.report()).collect()).collect(),
+        }
+    }
+
+    fn window(a: &Mark, b: &Mark, warmup: Duration, tsc_hz: u64) -> WindowOut {
+        let seconds = b.at.duration_since(a.at).as_secs_f64();
+        let mut w = WindowOut {
+            warmup_seconds: warmup.as_secs_f64(),
+            seconds,
+            tsc_hz,
+            rss_bytes: traffic::rss_bytes(),
+            ..WindowOut::default()
+        };
+        for (i, (x, y)) in a.lcores.iter().zip(&b.lcores).enumerate() {
+            let mut l = WindowLcore {
+                worker: i as u16,
+                rx: y.0 - x.0,
+                tx: y.1 - x.1,
+                host: y.2 - x.2,
+                lost: y.3 - x.3,
+                ..WindowLcore::default()
+            };
+            let (sa, sb) = (a.stages.get(i), b.stages.get(i));
+            if let (Some(sa), Some(sb)) = (sa, sb) {
+                for (p, q) in sa.iter().zip(sb) {
+                    let packets = q.packets - p.packets;
+                    let cycles = q.cycles - p.cycles;
+                    let drop_reasons: Vec<(String, u64)> = q
+                        .drops
+                        .iter()
+                        .map(|d| (d.reason.to_string(), d.count - p.dropped(d.reason)))
+                        .filter(|(_, n)| *n > 0)
+                        .collect();
+                    if q.name == "conn-new" {
+                        l.created += q.sent("xmit") - p.sent("xmit");
+                    }
+                    l.stages.push(WindowStage {
+                        name: q.name.to_string(),
+                        vectors: q.vectors - p.vectors,
+                        packets,
+                        cycles,
+                        cycles_per_packet: if packets == 0 {
+                            0.0
+                        } else {
+                            cycles as f64 / packets as f64
+                        },
+                        drops: q.total_drops() - p.total_drops(),
+                        drop_reasons,
+                    });
+                }
+            }
+            w.rx += l.rx;
+            w.tx += l.tx;
+            w.created += l.created;
+            w.lcores.push(l);
+        }
+        if seconds > 0.0 {
+            w.rx_pps = w.rx as f64 / seconds;
+            w.tx_pps = w.tx as f64 / seconds;
+            w.conns_per_sec = w.created as f64 / seconds;
+        }
+        w
+    }
+}
+
+impl WindowOut {
+    /// The window as text: rates, then per lcore the stages' cycles per packet.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "window: {:.3} s after {:.3} s of warm-up: rx {} ({:.3} Mpps) tx {} ({:.3} Mpps) connections created {} ({:.3} M/s) rss {} MiB\n",
+            self.seconds,
+            self.warmup_seconds,
+            self.rx,
+            self.rx_pps / 1e6,
+            self.tx,
+            self.tx_pps / 1e6,
+            self.created,
+            self.conns_per_sec / 1e6,
+            self.rss_bytes >> 20
+        );
+        for l in &self.lcores {
+            let per = if l.rx == 0 {
+                0.0
+            } else {
+                self.seconds * self.tsc_hz as f64 / l.rx as f64
+            };
+            s += &format!(
+                "  worker {}: rx {} tx {} host {} lost {} created {}; loop cycles per received packet {:.1}\n",
+                l.worker, l.rx, l.tx, l.host, l.lost, l.created, per
+            );
+            for st in &l.stages {
+                s += &format!(
+                    "    {:<12} packets {:>12} cycles/pkt {:>8.1} drops {}\n",
+                    st.name, st.packets, st.cycles_per_packet, st.drops
+                );
+                for (r, n) in &st.drop_reasons {
+                    s += &format!("      drop {r}: {n}\n");
+                }
+            }
+        }
+        s
+    }
 }
 
 fn stage_out(r: &rvs_core::counters::StageReport) -> StageOut {
@@ -438,6 +658,9 @@ impl RunReport {
                 );
             }
         }
+        if let Some(w) = &self.window {
+            s += &w.summary();
+        }
         s += &format!(
             "mempool: {} of {} mbufs in use at exit\n",
             self.mempool_in_use, self.mempool_capacity
@@ -532,10 +755,26 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
 
     // Ports, each with one rx and one tx queue per worker.
     let mut ports = Vec::new();
-    let mut rxq: Vec<Vec<RxQueue>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut txq: Vec<Vec<TxBuffer>> = (0..workers).map(|_| Vec::new()).collect();
-    for i in &cfg.interfaces {
+    let mut rxq: Vec<Vec<RxPort>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut txq: Vec<Vec<TxPort>> = (0..workers).map(|_| Vec::new()).collect();
+    for (ii, i) in cfg.interfaces.iter().enumerate() {
         let dev = i.device.as_deref().unwrap_or_default();
+        if traffic::is_generator(dev) {
+            // A generator: no DPDK port; each lcore makes its own share of the traffic and
+            // frees what it transmits here.
+            let spec = GenSpec::parse(dev, i.mac.0, cfg).map_err(|e| anyhow::anyhow!("interface {}: {e}", i.name))?;
+            for l in 0..workers {
+                rxq[l].push(RxPort::Gen(Generator::new(
+                    &spec,
+                    ii as u16,
+                    l as u16,
+                    nw,
+                    mempool.clone(),
+                )));
+                txq[l].push(TxPort::Sink(Sink::default()));
+            }
+            continue;
+        }
         let mut port = Port::open(&eal, dev).with_context(|| format!("interface {}: cannot open {dev:?}", i.name))?;
         let pc = PortConfig {
             rx_queues: nw,
@@ -551,10 +790,10 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         port.start()
             .with_context(|| format!("interface {}: cannot start {dev:?}", i.name))?;
         for (l, r) in q.rx.into_iter().enumerate() {
-            rxq[l].push(r);
+            rxq[l].push(RxPort::Dev(r));
         }
         for (l, t) in q.tx.into_iter().enumerate() {
-            txq[l].push(TxBuffer::new(t, TX_BURST));
+            txq[l].push(TxPort::Dev(TxBuffer::new(t, TX_BURST)));
         }
         ports.push(port);
     }
@@ -604,6 +843,7 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         ctl: ctl.clone(),
         clock,
         stats_to_main: stx.clone(),
+        empty_graph: opts.empty_graph,
     };
     let mut ios = ios.into_iter();
     let main_io = ios.next().context("no worker")?;
@@ -618,6 +858,10 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
     }
     let started = Instant::now();
     let mut mctl = MainCtl {
+        ready_at: None,
+        tsc_hz: eal.tsc_hz(),
+        mark: None,
+        window: None,
         opts: opts.clone(),
         signals: signals.clone(),
         counters: counters.clone(),
@@ -645,6 +889,7 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         anyhow::bail!("{f}");
     }
     let stats = std::mem::take(&mut mctl.stats);
+    let window = mctl.window.take();
     drop(mctl);
     drop(ports);
     let in_use = mempool.in_use();
@@ -655,6 +900,9 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         mempool_capacity: capacity,
         mempool_in_use: in_use,
         owner_evicted: owners.as_ref().map_or(0, |o| o.evicted()),
+        conn_capacity: cfg.conn.capacity,
+        empty_graph: opts.empty_graph,
+        window,
         ..RunReport::default()
     };
     let mut created_per_dest: Vec<u64> = Vec::new();
@@ -682,6 +930,7 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
             recirculated: end.recirculated,
             redirected_port: end.lookup_redirected,
             redirected_owner: end.lookup_redirected_owner,
+            worker_bytes: end.worker_bytes,
             stages: stats
                 .get(i)
                 .map(|v| v.iter().map(|a| stage_out(&a.report())).collect())
@@ -740,6 +989,12 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
 
 /// The main lcore's control duties, run between its own worker iterations.
 struct MainCtl {
+    ready_at: Option<Instant>,
+    tsc_hz: u64,
+    /// Counters at the start of the measured window.
+    mark: Option<Mark>,
+    /// The measured window, once over.
+    window: Option<WindowOut>,
     opts: RunOpts,
     signals: Signals,
     counters: Vec<Arc<LcoreCounters>>,
@@ -781,8 +1036,27 @@ impl MainCtl {
             self.last_total = total;
             self.last_change = Instant::now();
         }
+        if let Some(win) = self.opts.window_ms
+            && self.drain_since.is_none()
+            && self.window.is_none()
+            && self.ready == self.counters.len()
+        {
+            let warmup = Duration::from_millis(self.opts.warmup_ms.unwrap_or(0));
+            // The warm-up counts from when every worker has built its graph (a large
+            // connection table takes a while to allocate).
+            let el = self.ready_at.get_or_insert_with(Instant::now).elapsed();
+            match &self.mark {
+                None if el >= warmup => self.mark = Some(Mark::take(&self.counters, &self.stats)),
+                Some(a) if a.at.elapsed() >= Duration::from_millis(win) => {
+                    let b = Mark::take(&self.counters, &self.stats);
+                    self.window = Some(Mark::window(a, &b, warmup, self.tsc_hz));
+                }
+                _ => {}
+            }
+        }
         if self.drain_since.is_none() {
-            let by_signal = self.signals.term.load(Relaxed);
+            let by_window = self.window.is_some();
+            let by_signal = self.signals.term.load(Relaxed) || by_window;
             let by_count = self.opts.packets.is_some_and(|n| rx >= n);
             let by_idle = self
                 .opts
@@ -807,7 +1081,10 @@ impl MainCtl {
 fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) -> Result<LcoreEnd, String> {
     let me = io.idx;
     let workers = io.to.len() as u16;
-    let mut worker = match Worker::<RteMbuf>::with_shared(&env.cfg, me, workers, &env.shared) {
+    let rss0 = traffic::rss_bytes();
+    let built = Worker::<RteMbuf>::with_shared(&env.cfg, me, workers, &env.shared);
+    let worker_bytes = traffic::rss_bytes().saturating_sub(rss0);
+    let mut worker = match built {
         Ok(w) => w,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -881,7 +1158,16 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
                 }
             }
         }
-        if !stop_rx {
+        if !stop_rx && env.empty_graph {
+            // No graph: interface i's packets go out on interface (i + 1) % n.
+            let ntx = io.tx.len();
+            for (pi, q) in io.rx.iter_mut().enumerate() {
+                let out = &mut io.tx[(pi + 1) % ntx];
+                let n = q.rx_burst_with(vector, |m| out.push(m));
+                rx_n += n as u64;
+                got += n;
+            }
+        } else if !stop_rx {
             for q in io.rx.iter_mut() {
                 let room = vector.saturating_sub(worker.queued());
                 if room == 0 {
@@ -975,10 +1261,10 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
             c.expired.store(expired, Relaxed);
             c.polls.store(polls, Relaxed);
             c.overflow.store(rx_overflow + worker.graph.exits.overflow, Relaxed);
-            c.tx.store(io.tx.iter().map(TxBuffer::sent).sum(), Relaxed);
-            c.tx_refused.store(io.tx.iter().map(TxBuffer::dropped).sum(), Relaxed);
+            c.tx.store(io.tx.iter().map(TxPort::sent).sum(), Relaxed);
+            c.tx_refused.store(io.tx.iter().map(TxPort::dropped).sum(), Relaxed);
             c.chained
-                .store(io.rx.iter().map(RxQueue::chained_dropped).sum(), Relaxed);
+                .store(io.rx.iter().map(RxPort::chained_dropped).sum(), Relaxed);
         }
         if got == 0 {
             empty_polls = empty_polls.saturating_add(1);
@@ -1002,10 +1288,10 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
         rx_overflow + worker.graph.exits.overflow + worker.queued() as u64,
         Relaxed,
     );
-    c.tx.store(io.tx.iter().map(TxBuffer::sent).sum(), Relaxed);
-    c.tx_refused.store(io.tx.iter().map(TxBuffer::dropped).sum(), Relaxed);
+    c.tx.store(io.tx.iter().map(TxPort::sent).sum(), Relaxed);
+    c.tx_refused.store(io.tx.iter().map(TxPort::dropped).sum(), Relaxed);
     c.chained
-        .store(io.rx.iter().map(RxQueue::chained_dropped).sum(), Relaxed);
+        .store(io.rx.iter().map(RxPort::chained_dropped).sum(), Relaxed);
     let lk = worker.graph.stage(worker.nodes.lookup).counters();
     let cn = worker.graph.stage(worker.nodes.conn_new);
     let end = LcoreEnd {
@@ -1021,6 +1307,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
         created: cn.counters().created,
         lookup_redirected: lk.redirected,
         lookup_redirected_owner: lk.redirected_owner,
+        worker_bytes,
     };
     drop(worker);
     drop(io);

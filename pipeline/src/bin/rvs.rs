@@ -4,7 +4,10 @@
 //!   graph on one lcore over heap buffers, driven by a pcap file;
 //! - `rvs run --config FILE [--packets N] [--idle-ms MS] [--stats FILE.json] [--file-prefix P]`:
 //!   the DPDK poll loop on the config's interfaces and worker lcores, until SIGINT/SIGTERM,
-//!   N packets or MS idle; SIGUSR1 prints the live per-lcore, per-stage runtime;
+//!   N packets or MS idle; SIGUSR1 prints the live per-lcore, per-stage runtime; for
+//!   throughput runs `--empty-graph` (rx to tx, no stage) and `--warmup-ms W --window-ms M`
+//!   (a measured window, then stop), with `gen:` generator interfaces (`rvs_pipeline::traffic`);
+//! - `rvs gen-pcap --device gen:... --packets N --out F.pcap`: a generator's frames as pcap;
 //! - `rvs demo [--dir DIR] [--heap]`: the embedded default configuration over a trace rvs makes
 //!   itself, run by `rvs run` on DPDK `net_pcap` (reading the trace, writing the output pcap),
 //!   or by the heap-buffer replay when the EAL cannot start (or with `--heap`).
@@ -64,6 +67,36 @@ enum Cmd {
         /// EAL --file-prefix (default rvs-<pid>).
         #[arg(long = "file-prefix")]
         file_prefix: Option<String>,
+        /// Bypass the stage graph: interface i's packets go out on interface (i+1) % n
+        /// (rvs's own I/O floor).
+        #[arg(long = "empty-graph")]
+        empty_graph: bool,
+        /// Start of the measured window, in milliseconds after the start (with --window-ms).
+        #[arg(long = "warmup-ms")]
+        warmup_ms: Option<u64>,
+        /// Length of the measured window; receiving stops at its end and the report gains
+        /// a `window` (counter differences, rates, per-stage cycles per packet).
+        #[arg(long = "window-ms")]
+        window_ms: Option<u64>,
+    },
+    /// Write a traffic generator's packets to a pcap file (for devices that replay files,
+    /// e.g. testpmd on net_pcap with the same traffic as a `gen:` interface).
+    GenPcap {
+        /// The generator spec, as an interface's device (`gen:profile=established,flows=4096`).
+        #[arg(long)]
+        device: String,
+        /// Configuration whose first TCP service gives the default VIP and port.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Destination MAC of the frames.
+        #[arg(long, default_value = "02:00:00:00:00:01")]
+        mac: String,
+        /// Frames to write.
+        #[arg(long)]
+        packets: u64,
+        /// Output pcap.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run the embedded default: a demo config and a trace rvs generates, through `rvs run`
     /// on DPDK net_pcap (heap-buffer replay if the EAL cannot start).
@@ -135,6 +168,9 @@ fn main() -> ExitCode {
             idle_ms,
             stats,
             file_prefix,
+            empty_graph,
+            warmup_ms,
+            window_ms,
         } => (|| {
             let cfg = Config::load(&config)?;
             let rep = run::run(
@@ -143,6 +179,9 @@ fn main() -> ExitCode {
                     packets,
                     idle_ms,
                     file_prefix,
+                    empty_graph,
+                    warmup_ms,
+                    window_ms,
                 },
             )?;
             print!("{}", rep.summary());
@@ -150,6 +189,23 @@ fn main() -> ExitCode {
                 let json = serde_json::to_string_pretty(&rep)?;
                 std::fs::write(&s, json).with_context(|| format!("{}: cannot write", s.display()))?;
             }
+            Ok(())
+        })(),
+        Cmd::GenPcap {
+            device,
+            config,
+            mac,
+            packets,
+            out,
+        } => (|| {
+            let cfg = match config {
+                Some(c) => Config::load(&c)?,
+                None => Config::default(),
+            };
+            let mac =
+                rvs_pipeline::traffic::parse_mac(&mac).with_context(|| format!("`{mac}` is not a MAC address"))?;
+            rvs_pipeline::traffic::write_pcap(&device, mac, &cfg, packets, &out)?;
+            println!("{packets} frames of {device} in {}", out.display());
             Ok(())
         })(),
         Cmd::Demo { dir, flows, heap } => (|| {
@@ -186,6 +242,7 @@ fn main() -> ExitCode {
                     packets: Some(trace.len() as u64),
                     idle_ms: Some(2000),
                     file_prefix: None,
+                    ..run::RunOpts::default()
                 };
                 match run::run(&cfg, &opts) {
                     Ok(rep) => {
