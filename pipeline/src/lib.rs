@@ -5,7 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod control;
 pub mod demo;
 pub mod frames;
 pub mod l2;
