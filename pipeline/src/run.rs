@@ -764,13 +764,8 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
             // frees what it transmits here.
             let spec = GenSpec::parse(dev, i.mac.0, cfg).map_err(|e| anyhow::anyhow!("interface {}: {e}", i.name))?;
             for l in 0..workers {
-                rxq[l].push(RxPort::Gen(Generator::new(
-                    &spec,
-                    ii as u16,
-                    l as u16,
-                    nw,
-                    mempool.clone(),
-                )));
+                let g = Generator::new(&spec, ii as u16, l as u16, nw, mempool.clone());
+                rxq[l].push(RxPort::Gen(Box::new(g)));
                 txq[l].push(TxPort::Sink(Sink::default()));
             }
             continue;
