@@ -193,6 +193,8 @@ pub struct LcoreCounters {
     pub vectors: AtomicU64,
     /// Connections expired.
     pub expired: AtomicU64,
+    /// TSC cycles spent expiring connections.
+    pub expire_cycles: AtomicU64,
     /// Loop iterations.
     pub polls: AtomicU64,
     /// Chained mbufs freed on receive.
@@ -403,6 +405,8 @@ pub struct WindowOut {
 struct Mark {
     at: Instant,
     lcores: Vec<(u64, u64, u64, u64)>,
+    /// (connections expired, cycles spent expiring) per lcore.
+    expiry: Vec<(u64, u64)>,
     stages: Vec<Vec<rvs_core::counters::StageReport>>,
 }
 
@@ -421,6 +425,10 @@ impl Mark {
                         g(&c.ring_full) + g(&c.overflow) + g(&c.tx_refused) + g(&c.chained),
                     )
                 })
+                .collect(),
+            expiry: counters
+                .iter()
+                .map(|c| (c.expired.load(Relaxed), c.expire_cycles.load(Relaxed)))
                 .collect(),
             stages: stats.iter().map(|v| v.iter().map(|a| a.report()).collect()).collect(),
         }
@@ -472,6 +480,19 @@ impl Mark {
                         drop_reasons,
                     });
                 }
+            }
+            if let (Some(ea), Some(eb)) = (a.expiry.get(i), b.expiry.get(i)) {
+                // Expiry as a pseudo-stage: its "packets" are the connections it expired.
+                let (n, cycles) = (eb.0 - ea.0, eb.1 - ea.1);
+                l.stages.push(WindowStage {
+                    name: "expire".into(),
+                    vectors: 0,
+                    packets: n,
+                    cycles,
+                    cycles_per_packet: if n == 0 { 0.0 } else { cycles as f64 / n as f64 },
+                    drops: 0,
+                    drop_reasons: Vec::new(),
+                });
             }
             w.rx += l.rx;
             w.tx += l.tx;
@@ -1113,6 +1134,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
     let (mut rx_n, mut ring_in, mut ring_out, mut ring_full, mut host, mut vectors, mut expired, mut polls) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rx_overflow = 0u64;
+    let mut expire_cycles = 0u64;
     loop {
         let tsc = rvs_core::cycles::rdtsc();
         if let Some(m) = main.as_deref_mut()
@@ -1228,6 +1250,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
             }
         }
         let me_l = me;
+        let t_exp = rvs_core::cycles::rdtsc();
         expired += worker
             .conns
             .borrow_mut()
@@ -1239,6 +1262,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
                     }
                 }
             }) as u64;
+        expire_cycles += rvs_core::cycles::rdtsc().wrapping_sub(t_exp);
         for b in io.tx.iter_mut() {
             if !b.is_empty() {
                 b.flush();
@@ -1254,6 +1278,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
             c.host.store(host, Relaxed);
             c.vectors.store(vectors, Relaxed);
             c.expired.store(expired, Relaxed);
+            c.expire_cycles.store(expire_cycles, Relaxed);
             c.polls.store(polls, Relaxed);
             c.overflow.store(rx_overflow + worker.graph.exits.overflow, Relaxed);
             c.tx.store(io.tx.iter().map(TxPort::sent).sum(), Relaxed);
