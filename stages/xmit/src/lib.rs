@@ -64,10 +64,9 @@
 //! its own addresses in [`arp`]); fragmenting a tunnelled packet without DF
 //! ([`XmitDrop::TooBig`]); UOA over IPv6 (no IPv4 option to carry it: counted `uoa_skipped`;
 //! DPVS's protocol-248 mode would carry it); a translator identification for NAT64 packets of
-//! 1260 bytes or less (0, DF clear); SNAT's match-based services (source/destination ranges,
-//! output interface) and conn-new making the original destination the "real server" and
-//! picking the local address from sa_pool -- xmit does the rewrite only; synproxy's sequence
-//! adjustment (the synproxy stage does it before xmit).
+//! 1260 bytes or less (0, DF clear). SNAT's match-based services (source/destination
+//! ranges, interfaces) are matched by schedule and made by conn-new (rvs-core's `MatchSpec`);
+//! xmit does the rewrite. Synproxy's sequence adjustment is the synproxy stage's, before xmit.
 //!
 //! Cost per packet, vectors of 32 over heap buffers, through
 //! [`rvs_core::stage::Node::run`], the per-iteration refill of each buffer with its original
