@@ -611,10 +611,66 @@ pub struct Config {
     /// `[[service]]`.
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<ServiceCfg>>,
+    /// `[control]`: the run-time control socket of `rvs run` (`rvsctl`).
+    #[serde(default)]
+    pub control: ControlCfg,
     /// The file and text the configuration came from (for locating errors found later,
     /// and for resolving relative plugin paths).
     #[serde(skip)]
     pub origin: Option<(String, String)>,
+}
+
+/// `[control]`: how `rvsctl` reaches a running `rvs run`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlCfg {
+    /// Path of the Unix control socket; default `/run/rvs/<file-prefix>.sock` when
+    /// `/run/rvs` can be made, else `<temp dir>/rvs-<file-prefix>.sock`.
+    pub socket: Option<String>,
+}
+
+/// Destination ids kept stable over a run's snapshots: the same (service, destination
+/// address, port) always gets the same [`DestId`] (the index of its counters in every
+/// lcore's load table), a new destination gets a slot never used before in the run. A
+/// removed destination's slot is not reused, since connections made to it may still hold
+/// it; so a run can see at most `conn.dest_slots` distinct destinations, and a reload that
+/// needs more is refused with an error saying so.
+#[derive(Debug, Clone, Default)]
+pub struct DestIds {
+    ids: std::collections::HashMap<(String, Addr, u16), DestId>,
+    next: u32,
+    slots: usize,
+}
+
+impl DestIds {
+    /// No id given yet; at most `slots` ids (the load tables' size).
+    pub fn new(slots: usize) -> Self {
+        DestIds {
+            slots,
+            ..DestIds::default()
+        }
+    }
+    /// Slots given out so far in this run.
+    pub fn used(&self) -> usize {
+        self.next as usize
+    }
+    /// The id of `addr:port` in the service named `svc` (its key, and its match for a match
+    /// service), giving a fresh slot to a destination not seen before.
+    pub fn assign(&mut self, svc: &str, addr: Addr, port: u16) -> Result<DestId, String> {
+        if let Some(id) = self.ids.get(&(svc.to_string(), addr, port)) {
+            return Ok(*id);
+        }
+        if self.next as usize >= self.slots {
+            return Err(format!(
+                "more destinations than conn.dest_slots = {} ({} slots given out in this run: a removed destination's slot is not reused until restart)",
+                self.slots, self.next
+            ));
+        }
+        let id = DestId(self.next);
+        self.ids.insert((svc.to_string(), addr, port), id);
+        self.next += 1;
+        Ok(id)
+    }
 }
 
 /// How a snapshot build treats `wasm:` schedulers.
@@ -724,8 +780,32 @@ impl Config {
 
     /// Build the service snapshot, treating plugins as `plugins` says.
     pub fn build_snapshot(&self, generation: u64, lcores: u16, plugins: Plugins) -> Result<Snapshot, (usize, String)> {
+        self.build_snapshot_ids(generation, lcores, plugins, &mut DestIds::new(self.conn.dest_slots))
+    }
+
+    /// Build the next snapshot of a run (plugins loaded), keeping the destination ids `ids`
+    /// gave before and giving new destinations unused slots ([`DestIds`]). `ids` changes only
+    /// when the build succeeds.
+    pub fn snapshot_with_ids(
+        &self,
+        generation: u64,
+        lcores: u16,
+        ids: &mut DestIds,
+    ) -> Result<Snapshot, (usize, String)> {
+        let mut next = ids.clone();
+        let snap = self.build_snapshot_ids(generation, lcores, Plugins::Load, &mut next)?;
+        *ids = next;
+        Ok(snap)
+    }
+
+    fn build_snapshot_ids(
+        &self,
+        generation: u64,
+        lcores: u16,
+        plugins: Plugins,
+        ids: &mut DestIds,
+    ) -> Result<Snapshot, (usize, String)> {
         let mut services = Vec::with_capacity(self.services.len());
-        let mut next_id = 0u32;
         for s in &self.services {
             let off = s.span().start;
             let sc = s.get_ref();
@@ -832,14 +912,14 @@ impl Config {
             let mut dests = Vec::with_capacity(sc.dest.len());
             for d in &sc.dest {
                 let dc = d.get_ref();
-                if next_id as usize >= self.conn.dest_slots {
-                    return Err((
-                        d.span().start,
-                        format!("more destinations than conn.dest_slots = {}", self.conn.dest_slots),
-                    ));
-                }
+                let port = dc.port.unwrap_or(sc.port);
+                let name = match spec {
+                    Some(m) => format!("{key} {m}"),
+                    None => key.to_string(),
+                };
+                let id = ids.assign(&name, dc.ip.0, port).map_err(|e| (d.span().start, e))?;
                 dests.push(Dest {
-                    id: DestId(next_id),
+                    id,
                     addr: dc.ip.0,
                     port: dc.port.unwrap_or(sc.port),
                     weight: dc.weight,
@@ -848,7 +928,6 @@ impl Config {
                     min_conn: dc.min_conn,
                     flags: Default::default(),
                 });
-                next_id += 1;
             }
             svc.dests = dests.into_boxed_slice();
             if let Some(m) = spec {

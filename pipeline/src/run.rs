@@ -40,9 +40,14 @@
 //!   counter at both ends of a measured window ([`WindowOut`]: rates, connections created per
 //!   second, per-stage cycles per packet) and stop at its end. `perf/run` drives them.
 //!
-//! Not done: a host path to the kernel (KNI / virtio-user), control messages from the main
-//! lcore to workers (the snapshot is fixed for the run), multi-segment mbufs, NIC flow rules
-//! for FNAT local ports (steering is in software).
+//! - Run-time control ([`crate::control`]): the services are published through a snapshot
+//!   cell each lcore loads once per loop iteration; SIGHUP or `rvsctl reload` rebuilds them
+//!   from the config file off the data path (destination ids kept), and `rvsctl` reads the
+//!   lcores' counters over the control socket.
+//!
+//! Not done: a host path to the kernel (KNI / virtio-user), control messages over rings from
+//! the main lcore to workers (configuration goes through the snapshot cell), multi-segment
+//! mbufs, NIC flow rules for FNAT local ports (steering is in software).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
@@ -52,7 +57,7 @@ use anyhow::Context;
 use rvs_conn::OwnerTable;
 use rvs_core::counters::StageStats;
 use rvs_core::mbuf::PacketPool;
-use rvs_core::service::{Forward, Snapshot};
+use rvs_core::service::{Forward, Snapshot, SnapshotCell};
 use rvs_core::stage::Packet;
 use rvs_core::time::Now;
 use rvs_dpdk::mempool::DEFAULT_DATA_ROOM;
@@ -237,7 +242,8 @@ struct LcoreEnd {
 struct LcoreEnv {
     cfg: Arc<Config>,
     shared: Shared,
-    snap: Arc<Snapshot>,
+    snap: Arc<SnapshotCell>,
+    registry: Arc<crate::control::Registry>,
     owners: Option<Arc<OwnerTable>>,
     pool: RtePool,
     counters: Arc<LcoreCounters>,
@@ -612,7 +618,7 @@ fn lcore_line(w: u16, lcore: u32, c: &LcoreCounters) -> String {
 }
 
 /// The live runtime of every lcore, from the atomics (SIGUSR1).
-fn live_runtime(lcores: &[u32], counters: &[Arc<LcoreCounters>], stats: &[Vec<Arc<StageStats>>]) -> String {
+pub(crate) fn live_runtime(lcores: &[u32], counters: &[Arc<LcoreCounters>], stats: &[Vec<Arc<StageStats>>]) -> String {
     let mut s = String::from("--- rvs runtime ---\n");
     for (i, c) in counters.iter().enumerate() {
         s += &lcore_line(i as u16, lcores.get(i).copied().unwrap_or(0), c);
@@ -763,7 +769,9 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
     }
     let mut lcores = vec![eal.main_lcore()];
     lcores.extend(worker_lcores.iter().take(workers - 1));
-    let snap = Arc::new(cfg.snapshot(1, nw).map_err(|(_, m)| anyhow::anyhow!(m))?);
+    // The services: generation 1 now, later ones published by the control thread.
+    let mut plane = crate::control::Plane::new(cfg, nw).map_err(|e| anyhow::anyhow!(e))?;
+    let snap = plane.cell();
     let cache = (cfg.dpdk.mbufs / 8).min(256);
     let mempool =
         Mempool::new(&eal, "rvs_mbufs", cfg.dpdk.mbufs, cache, DEFAULT_DATA_ROOM, None).with_context(|| {
@@ -832,6 +840,13 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
     let cfg_arc = Arc::new(cfg.clone());
     let ctl = Arc::new(Control::default());
     let counters: Vec<Arc<LcoreCounters>> = (0..workers).map(|_| Arc::new(LcoreCounters::default())).collect();
+    let registry = Arc::new(crate::control::Registry::new(counters.clone(), lcores.clone()));
+    plane.set_registry(registry.clone());
+    let prefix = opts
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("rvs-{}", std::process::id()));
+    let _control = crate::control::Server::for_run(plane, cfg, &prefix).map_err(|e| anyhow::anyhow!(e))?;
     let base_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -853,6 +868,7 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         cfg: cfg_arc.clone(),
         shared: shared.clone(),
         snap: snap.clone(),
+        registry: registry.clone(),
         owners: owners.clone(),
         pool: RtePool::new(mempool.clone()),
         counters: counters[l].clone(),
@@ -974,6 +990,7 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         }
         rep.lcores.push(l);
     }
+    let snap = snap.load_full();
     rep.services = snap
         .services
         .iter()
@@ -1113,14 +1130,15 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
     };
     // Register the local addresses now, so that FNAT replies for another lcore are steered
     // even before this lcore has made a connection.
-    worker.graph.stage_mut(worker.nodes.conn_new).sync(&env.snap);
+    worker.graph.stage_mut(worker.nodes.conn_new).sync(&env.snap.load());
     if let Some(o) = &env.owners {
         worker.graph.stage_mut(worker.nodes.lookup).set_owners(o.clone());
         worker.graph.stage_mut(worker.nodes.conn_new).set_owners(o.clone());
     }
     let _ = env.stats_to_main.send((me, Ok(worker.graph.stats())));
+    env.registry.register(me, worker.graph.stats(), worker.loads.clone());
     drop(env.stats_to_main);
-    let snap = &*env.snap;
+    let cell = &*env.snap;
     let mut pool = env.pool;
     let c = &*env.counters;
     let vector = env.cfg.pipeline.vector.clamp(1, rvs_core::stage::VECTOR_MAX);
@@ -1200,6 +1218,10 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
                 got += n;
             }
         }
+        // The snapshot of this vector and expiry pass, taken after receiving: a packet that
+        // arrives after a reload returned runs on the new one.
+        let guard = cell.load();
+        let snap: &Snapshot = &guard;
         if worker.queued() > 0 {
             worker.run(now, snap, &mut pool);
             vectors += 1;
