@@ -1332,4 +1332,79 @@ ip = "198.18.2.2"
         let e = Config::parse("x.toml", &SNAT.replace("port = 80\nforward", "forward")).unwrap_err();
         assert!(e.msg.contains("missing field `port`"), "{e}");
     }
+
+    fn two_services(a: &[&str], b: &[&str], slots: usize) -> Config {
+        let mut t = format!("[conn]\ndest_slots = {slots}\n");
+        for (port, dests) in [(80, a), (443, b)] {
+            t += &format!(
+                "[[service]]\nprotocol = \"tcp\"\nvip = \"10.0.0.1\"\nport = {port}\nscheduler = \"rr\"\nforward = \"nat\"\n"
+            );
+            for d in dests {
+                t += &format!("[[service.dest]]\nip = \"{d}\"\n");
+            }
+        }
+        Config::parse("ids.toml", &t).unwrap()
+    }
+
+    /// (service port, destination address) -> id, over a snapshot.
+    fn ids_of(s: &Snapshot) -> Vec<(u16, String, u32)> {
+        let mut v: Vec<_> = s
+            .services
+            .iter()
+            .flat_map(|svc| svc.dests.iter().map(|d| (svc.key.port, d.addr.to_string(), d.id.0)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn dest_ids_stay_stable_across_snapshots() {
+        let mut ids = DestIds::new(16);
+        let c1 = two_services(&["10.1.0.1", "10.1.0.2"], &["10.1.0.1"], 16);
+        let s1 = c1.snapshot_with_ids(1, 1, &mut ids).unwrap();
+        // The first snapshot numbers as a plain build does (replay and run agree).
+        assert_eq!(ids_of(&s1), ids_of(&c1.snapshot(1, 1).unwrap()));
+        // Reordered, one removed, one added: the survivors keep their ids, the same address
+        // in another service is another destination, the new one takes a fresh slot.
+        let c2 = two_services(&["10.1.0.3", "10.1.0.2"], &["10.1.0.1", "10.1.0.2"], 16);
+        let s2 = c2.snapshot_with_ids(2, 1, &mut ids).unwrap();
+        let old = ids_of(&s1);
+        let new = ids_of(&s2);
+        for (port, addr, id) in &new {
+            if let Some((_, _, was)) = old.iter().find(|(p, a, _)| p == port && a == addr) {
+                assert_eq!(id, was, "{port} {addr}");
+            } else {
+                assert!(old.iter().all(|(_, _, o)| o != id), "{port} {addr} reuses slot {id}");
+            }
+        }
+        let mut all: Vec<u32> = new.iter().map(|x| x.2).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), new.len(), "ids unique within a snapshot");
+        // Removed 10.1.0.1:80 keeps its slot reserved: putting it back gives the old id.
+        let c3 = two_services(&["10.1.0.1"], &[], 16);
+        let s3 = c3.snapshot_with_ids(3, 1, &mut ids).unwrap();
+        assert_eq!(
+            ids_of(&s3)[0].2,
+            old.iter().find(|x| x.0 == 80 && x.1 == "10.1.0.1").unwrap().2
+        );
+        assert_eq!(ids.used(), 5);
+    }
+
+    #[test]
+    fn dest_ids_exhausted_is_a_clear_error_and_changes_nothing() {
+        let mut ids = DestIds::new(3);
+        let c1 = two_services(&["10.1.0.1", "10.1.0.2"], &[], 3);
+        c1.snapshot_with_ids(1, 1, &mut ids).unwrap();
+        // Two new destinations need two more slots: one is left.
+        let c2 = two_services(&["10.1.0.3", "10.1.0.4"], &[], 3);
+        let e = c2.snapshot_with_ids(2, 1, &mut ids).unwrap_err();
+        assert!(e.1.contains("conn.dest_slots = 3"), "{}", e.1);
+        assert!(c2.locate(e).line > 0);
+        assert_eq!(ids.used(), 2, "a refused build gives out no slot");
+        // One new destination still fits.
+        let c3 = two_services(&["10.1.0.1", "10.1.0.3"], &[], 3);
+        assert!(c3.snapshot_with_ids(2, 1, &mut ids).is_ok());
+        assert_eq!(ids.used(), 3);
+    }
 }
