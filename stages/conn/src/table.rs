@@ -503,11 +503,22 @@ impl LcoreConns {
                 let expires = self.slots[n as usize].conn.expires;
                 if expires <= now {
                     if done == budget {
-                        // Out of budget: put this entry and the rest back for the next call.
-                        while n != NIL {
-                            let next = self.slots[n as usize].tnext;
-                            self.timer_link(n, self.cur_tick);
-                            n = next;
+                        // Out of budget: put this entry and the unvisited rest back for the
+                        // next call as one piece, still linked, so a call costs its budget and
+                        // not the length of the slot (a SYN flood fills one slot with many
+                        // connections due together). Entries re-linked into this slot during
+                        // the walk (a later revolution) stay in front.
+                        self.slots[n as usize].tprev = NIL;
+                        let head = self.wheel[slot];
+                        if head == NIL {
+                            self.wheel[slot] = n;
+                        } else {
+                            let mut t = head;
+                            while self.slots[t as usize].tnext != NIL {
+                                t = self.slots[t as usize].tnext;
+                            }
+                            self.slots[t as usize].tnext = n;
+                            self.slots[n as usize].tprev = t;
                         }
                         return done;
                     }
