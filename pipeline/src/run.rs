@@ -9,11 +9,11 @@
 //!   and one tx queue per worker lcore, promiscuous while it runs (the configured MAC need
 //!   not be the device's).
 //! - Worker lcore `i` (the EAL main lcore is worker 0) builds its own
-//!   [`Worker`](crate::worker::Worker) on its lcore (the graph holds `Rc`s) and loops: take
+//!   [`Worker`] on its lcore (the graph holds `Rc`s) and loops: take
 //!   packets other lcores redirected to it from its SPSC rings, then rx bursts from its queue
 //!   of every port, up to one vector (`[pipeline] vector`); run the graph (which recirculates
 //!   its own redirects); hand transmitted packets to a per-port, per-queue
-//!   [`TxBuffer`](rvs_dpdk::TxBuffer), redirected ones to the ring of the target lcore, and
+//!   [`TxBuffer`], redirected ones to the ring of the target lcore, and
 //!   free host-path ones (counted: there is no kernel path in `rvs run` yet); expire due
 //!   connections (a bounded budget per iteration); flush the tx buffers. Time is the TSC
 //!   converted to nanoseconds ([`Clock`]).

@@ -64,7 +64,7 @@ enum Cmd {
         /// Counters as JSON at exit.
         #[arg(long)]
         stats: Option<PathBuf>,
-        /// EAL --file-prefix (default rvs-<pid>).
+        /// EAL --file-prefix (default `rvs-<pid>`).
         #[arg(long = "file-prefix")]
         file_prefix: Option<String>,
         /// Bypass the stage graph: interface i's packets go out on interface (i+1) % n

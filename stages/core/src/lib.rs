@@ -3,7 +3,7 @@
 //! It holds what the stages, the schedulers, the plugin host and the pipeline must agree on,
 //! and nothing that would tie it to one of them:
 //!
-//! - [`mbuf`]: the [`Mbuf`](mbuf::Mbuf) trait (the `rte_mbuf` operations the stages use) and a
+//! - [`mbuf`]: the `Mbuf` trait (the `rte_mbuf` operations the stages use) and a
 //!   heap implementation with real headroom, plus a preallocated heap pool;
 //! - [`addr`]: address family, protocol numbers and a compact address type for tuples;
 //! - [`meta`]: per-packet metadata, the `dp_vs_iphdr` of DPVS plus ports, ICMP id and TCP flags;

@@ -1,5 +1,5 @@
 //! Per-lcore destination counters: active, inactive and persistent connections and the
-//! overload flag, indexed by the destination's stable [`DestId`](crate::service::DestId).
+//! overload flag, indexed by the destination's stable [`DestId`].
 //!
 //! Each lcore owns one [`LoadTable`] and is its only writer, so counters need no lock; they are
 //! atomics only so the control plane can read them for display (totals are sums over lcores).
