@@ -62,6 +62,31 @@ pub struct StageOut {
     pub emitted: u64,
 }
 
+/// A stage's counters in the report's form.
+pub fn stage_out(r: &rvs_core::counters::StageReport) -> StageOut {
+    StageOut {
+        name: r.name.to_string(),
+        vectors: r.vectors,
+        packets: r.packets,
+        cycles_per_packet: r.cycles_per_packet(),
+        next: r.next.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
+        drops: r
+            .drops
+            .iter()
+            .map(|d| DropOut {
+                reason: d.reason.to_string(),
+                cause: d.cause.to_string(),
+                count: d.count,
+            })
+            .collect(),
+        tx: r.tx,
+        host: r.host,
+        redirect: r.redirect,
+        held: r.held,
+        emitted: r.emitted,
+    }
+}
+
 /// One destination's counters.
 #[derive(Debug, Clone, Serialize)]
 pub struct DestOut {
@@ -274,32 +299,7 @@ impl Engine {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        report.stages = w
-            .graph
-            .reports()
-            .into_iter()
-            .map(|r| StageOut {
-                name: r.name.to_string(),
-                vectors: r.vectors,
-                packets: r.packets,
-                cycles_per_packet: r.cycles_per_packet(),
-                next: r.next.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
-                drops: r
-                    .drops
-                    .iter()
-                    .map(|d| DropOut {
-                        reason: d.reason.to_string(),
-                        cause: d.cause.to_string(),
-                        count: d.count,
-                    })
-                    .collect(),
-                tx: r.tx,
-                host: r.host,
-                redirect: r.redirect,
-                held: r.held,
-                emitted: r.emitted,
-            })
-            .collect();
+        report.stages = w.graph.reports().iter().map(stage_out).collect();
         let created = cn.created_per_dest();
         report.services = self
             .snap

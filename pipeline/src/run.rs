@@ -65,7 +65,7 @@ use rvs_dpdk::{Consumer, Eal, EalArgs, Mempool, Port, PortConfig, Producer, Ring
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::replay::{DestOut, DropOut, ServiceOut, StageOut};
+use crate::replay::{DestOut, ServiceOut, StageOut, stage_out};
 use crate::traffic::{self, GenSpec, Generator, RxPort, Sink, TxPort};
 use crate::worker::{Shared, Worker};
 
@@ -550,30 +550,6 @@ impl WindowOut {
             }
         }
         s
-    }
-}
-
-fn stage_out(r: &rvs_core::counters::StageReport) -> StageOut {
-    StageOut {
-        name: r.name.to_string(),
-        vectors: r.vectors,
-        packets: r.packets,
-        cycles_per_packet: r.cycles_per_packet(),
-        next: r.next.iter().map(|(n, c)| (n.to_string(), *c)).collect(),
-        drops: r
-            .drops
-            .iter()
-            .map(|d| DropOut {
-                reason: d.reason.to_string(),
-                cause: d.cause.to_string(),
-                count: d.count,
-            })
-            .collect(),
-        tx: r.tx,
-        host: r.host,
-        redirect: r.redirect,
-        held: r.held,
-        emitted: r.emitted,
     }
 }
 
