@@ -15,21 +15,26 @@ use rvs_testkit::decode::decode_checked;
 const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 
-/// Build the example plugins; `None` (skip, said aloud) without clang outside CI.
+/// Build the example plugins once per test binary (the tests run in parallel and would
+/// otherwise write the same files at once); `None` (skip, said aloud) without clang outside CI.
 fn examples() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::env::temp_dir().join(format!("rvs-replay-wasm-{}", std::process::id()));
-    let st = Command::new("sh")
-        .arg(root.join("plugins/examples/build.sh"))
-        .arg(&out)
-        .output();
-    match st {
-        Ok(o) if o.status.success() => Some(out),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = std::env::temp_dir().join(format!("rvs-replay-wasm-{}", std::process::id()));
+        match Command::new("sh")
+            .arg(root.join("plugins/examples/build.sh"))
+            .arg(&out)
+            .output()
+        {
+            Ok(o) if o.status.success() => Ok(out),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match built {
+        Ok(dir) => Some(dir.clone()),
+        Err(why) => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "cannot build the example plugins in CI: {why}"
