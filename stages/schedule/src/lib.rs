@@ -60,6 +60,12 @@
 //! | port-zero persistent service: one template for every port of the VIP | `tests::port_zero_service_shares_one_template_across_ports` |
 //! | end to end with lookup and conn-new (parse-built packets) | `rvs-conn-new` `tests/persist.rs`, `tests/udp.rs` |
 //! | SNAT match services: SYN and UDP to no VIP scheduled over the SNAT addresses, strays and unmatched to the host, VIP services first | `tests::match_services_take_traffic_to_no_vip` |
+//!
+//! Measured cost per packet through the stage (vectors of 32, heap buffers): rr 614, sh 638,
+//! mh 664 instructions, wlc 937 at 8 destinations and about 49 more per destination at 256
+//! (`benches/iai-guard`, baselines in benches/iai-baselines.json); about 107-185 ns for
+//! rr/sh/mh on the shared 2-vCPU machine under load (`cargo bench -p rvs-benches --bench
+//! schedule`).
 
 #![forbid(unsafe_code)]
 
