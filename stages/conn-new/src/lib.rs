@@ -60,7 +60,7 @@
 //! | SNAT end to end (internal host -> outside server and back, every frame decoded) | `rvs-testkit` `tests/replay_snat.rs` |
 //!
 //! Measured cost per new connection (vectors of 32, heap buffers, 64k connections already in
-//! the table): FNAT about 1,150 and NAT about 1,015 instructions (`benches/iai-guard`); about
+//! the table): FNAT about 1,170 and NAT about 1,015 instructions (`benches/iai-guard`); about
 //! 273-295 ns FNAT and 180-235 ns NAT on the shared 2-vCPU machine under load (`cargo bench
 //! -p rvs-benches --bench conn_new`); about 1,450 TSC cycles per connection in `rvs run` on
 //! the generator's new-connection profile (`perf/run`).
