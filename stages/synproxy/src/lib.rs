@@ -33,11 +33,12 @@
 //!
 //! Wiring into a worker graph (node order matters: edges point forward):
 //!
-//! ```ignore
-//! let pending = rvs_synproxy::pending::Pending::shared(cfg.pending, seed);
-//! let (syn, ack, seq) = rvs_synproxy::stages(cfg, seed, conns.clone(), loads.clone(), pending);
+//! ```text
+//! let (syn, ack, seq) = rvs_synproxy::stages::<M>(cfg, seed, conns.clone(), loads.clone());
 //! // parse, syn, lookup, ack, schedule, conn-new, arp, seq, xmit -- in this order
 //! ```
+//!
+//! (`pipeline/src/worker.rs` wires them so.)
 //!
 //! | feature | shown by (`tests/closed_loop.rs` unless named) |
 //! |---|---|
