@@ -20,6 +20,9 @@
 
 mod run_common;
 
+mod common;
+use common::{Feed, read_records};
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -90,40 +93,6 @@ port = 80
         s += &format!("[[service.dest]]\nip = \"{}\"\nport = 80\nweight = {w}\n", RS[*i]);
     }
     s
-}
-
-struct Feed {
-    f: File,
-    t: u64,
-}
-
-impl Feed {
-    fn send(&mut self, frame: &[u8]) {
-        self.t += 1000;
-        let mut rec = Vec::with_capacity(16 + frame.len());
-        rec.extend_from_slice(&((self.t / 1_000_000) as u32).to_le_bytes());
-        rec.extend_from_slice(&((self.t % 1_000_000) as u32).to_le_bytes());
-        rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        rec.extend_from_slice(frame);
-        self.f.write_all(&rec).expect("write to rvs's FIFO");
-        self.f.flush().expect("flush");
-    }
-}
-
-fn read_records(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut i = 24;
-    while i + 16 <= b.len() {
-        let cap = u32::from_le_bytes([b[i + 8], b[i + 9], b[i + 10], b[i + 11]]) as usize;
-        if i + 16 + cap > b.len() {
-            break;
-        }
-        out.push(b[i + 16..i + 16 + cap].to_vec());
-        i += 16 + cap;
-    }
-    out
 }
 
 struct Rig {

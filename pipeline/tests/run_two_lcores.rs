@@ -16,6 +16,9 @@
 
 mod run_common;
 
+mod common;
+use common::{Feed, read_records};
+
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -98,24 +101,12 @@ port = 80
     )
 }
 
-/// A pcap stream the test writes into a FIFO.
-struct Feed {
-    f: File,
-    t: u64,
+/// A frame rvs sends to the host path, to make net_pcap's blocking FIFO read return.
+trait Kick {
+    fn kick(&mut self);
 }
 
-impl Feed {
-    fn send(&mut self, frame: &[u8]) {
-        self.t += 1000;
-        let mut rec = Vec::with_capacity(16 + frame.len());
-        rec.extend_from_slice(&((self.t / 1_000_000) as u32).to_le_bytes());
-        rec.extend_from_slice(&((self.t % 1_000_000) as u32).to_le_bytes());
-        rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        rec.extend_from_slice(frame);
-        self.f.write_all(&rec).expect("write to rvs's FIFO");
-        self.f.flush().expect("flush");
-    }
+impl Kick for Feed {
     fn kick(&mut self) {
         // Local experimental ethertype: not IP, goes to the host path.
         let mut k = Vec::new();
@@ -125,22 +116,6 @@ impl Feed {
         k.extend_from_slice(&[0u8; 46]);
         self.send(&k);
     }
-}
-
-/// Records of a pcap file being written: everything complete so far.
-fn read_records(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut i = 24;
-    while i + 16 <= b.len() {
-        let cap = u32::from_le_bytes([b[i + 8], b[i + 9], b[i + 10], b[i + 11]]) as usize;
-        if i + 16 + cap > b.len() {
-            break;
-        }
-        out.push(b[i + 16..i + 16 + cap].to_vec());
-        i += 16 + cap;
-    }
-    out
 }
 
 struct Rig {
