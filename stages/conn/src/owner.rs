@@ -84,29 +84,34 @@ impl OwnerTable {
         let fp = fingerprint(h);
         let want = fp | lcore as u64;
         let home = self.home(h);
-        // First pass: the tuple's own entry, else the first free or removed slot.
-        let mut free = None;
-        for i in 0..PROBE {
-            let s = &self.slots[(home + i) & self.mask];
-            let v = s.load(Ordering::Acquire);
-            if v != EMPTY && v != TOMB && v & !0xffff == fp {
-                s.store(want, Ordering::Release);
-                return;
+        // The tuple's own entry, else the first free or removed slot; a lost race for that
+        // slot (another lcore took it) means scanning again, not evicting.
+        for _ in 0..PROBE {
+            let mut free = None;
+            for i in 0..PROBE {
+                let s = &self.slots[(home + i) & self.mask];
+                let v = s.load(Ordering::Acquire);
+                if v != EMPTY && v != TOMB && v & !0xffff == fp {
+                    s.store(want, Ordering::Release);
+                    return;
+                }
+                if free.is_none() && (v == EMPTY || v == TOMB) {
+                    free = Some((s, v));
+                }
+                if v == EMPTY {
+                    break;
+                }
             }
-            if free.is_none() && (v == EMPTY || v == TOMB) {
-                free = Some((s, v));
-            }
-            if v == EMPTY {
-                break;
+            match free {
+                Some((s, v)) => {
+                    if s.compare_exchange(v, want, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        return;
+                    }
+                }
+                None => break,
             }
         }
-        if let Some((s, v)) = free
-            && s.compare_exchange(v, want, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            return;
-        }
-        // Window full (or lost a race for the free slot): overwrite the last slot of the
-        // window, counted.
+        // Window full: overwrite the last slot of the window, counted.
         self.evicted.fetch_add(1, Ordering::Relaxed);
         self.slots[(home + PROBE - 1) & self.mask].store(want, Ordering::Release);
     }
