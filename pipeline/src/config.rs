@@ -97,20 +97,9 @@ pub struct Mac(pub [u8; 6]);
 impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let bad = || serde::de::Error::custom(format!("`{s}` is not a MAC address (e.g. 02:00:00:00:00:01)"));
-        let mut mac = [0u8; 6];
-        let mut parts = s.split(':');
-        for b in mac.iter_mut() {
-            let p = parts.next().ok_or_else(bad)?;
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(Mac(mac))
+        rvs_core::wire::ethernet::parse_mac(&s)
+            .map(Mac)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a MAC address (e.g. 02:00:00:00:00:01)")))
     }
 }
 

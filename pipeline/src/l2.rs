@@ -5,15 +5,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use rvs_xmit::l2::L2;
 
-use crate::config::{Config, Mac};
+use rvs_core::wire::ethernet::format_mac;
 
-fn mac_text(m: &Mac) -> String {
-    let b = m.0;
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5]
-    )
-}
+use crate::config::Config;
 
 /// Interfaces (port index = position in the file), static neighbours, connected routes from
 /// interface addresses, and static routes.
@@ -22,11 +16,11 @@ pub fn build(cfg: &Config) -> anyhow::Result<Arc<L2>> {
     for i in &cfg.interfaces {
         let addrs: Vec<String> = i.addresses.iter().map(|p| format!("{}/{}", p.addr, p.len)).collect();
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-        l2.add_interface(&i.name, &mac_text(&i.mac), &refs)
+        l2.add_interface(&i.name, &format_mac(i.mac.0), &refs)
             .with_context(|| format!("interface {}", i.name))?;
     }
     for n in &cfg.neighbors {
-        l2.add_neighbor(&n.ip.0.to_string(), &mac_text(&n.mac))
+        l2.add_neighbor(&n.ip.0.to_string(), &format_mac(n.mac.0))
             .with_context(|| format!("neighbor {}", n.ip.0))?;
     }
     for r in &cfg.routes {

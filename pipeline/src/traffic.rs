@@ -102,19 +102,8 @@ pub fn is_generator(device: &str) -> bool {
     device.starts_with(PREFIX)
 }
 
-/// A MAC address `02:00:00:00:00:01`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in mac.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
+/// A MAC address `02:00:00:00:00:01` (the one parser, rvs-core's).
+pub use rvs_core::wire::ethernet::parse_mac;
 
 impl GenSpec {
     /// Parse `device` (`gen:key=value,...`) for an interface with MAC `mac`; `vip`/`port`
