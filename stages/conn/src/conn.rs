@@ -61,13 +61,16 @@ impl ConnFlags {
     pub const TEMPLATE: u32 = 0x2;
     /// Counted as inactive on its destination (IPVS's `IP_VS_CONN_F_INACTIVE`).
     pub const INACTIVE: u32 = 0x4;
-    /// FNAT: TOA has been inserted.
+    /// FNAT: TOA was due on a packet of the connection (inserted or skipped). Informational:
+    /// which packets carry TOA is decided by [`Conn::fdata_seq`], as DPVS does.
     pub const TOA_DONE: u32 = 0x8;
     /// The destination counters were bound (released on expiry).
     pub const BOUND: u32 = 0x10;
     /// An outbound packet has been seen. Until then a DR or TUNNEL connection uses the
     /// "input only" state table (IPVS's `IP_VS_CONN_F_NOOUTPUT`, cleared by an outbound packet).
     pub const OUTPUT_SEEN: u32 = 0x20;
+    /// FNAT: [`Conn::fdata_seq`] holds the real server's first data sequence number.
+    pub const FDATA_SEQ: u32 = 0x40;
     /// True when `bit` is set.
     #[inline]
     pub const fn has(self, bit: u32) -> bool {
@@ -115,9 +118,13 @@ pub struct Conn {
     /// FNAT: added to the sequence number of every inbound packet (DPVS's `fnat_seq.delta`),
     /// subtracted from acknowledgements (and SACK blocks) outbound.
     pub fnat_seq_delta: u32,
-    /// FNAT: the first data sequence number from the client (TOA goes into the packet that
-    /// acknowledges or carries it, as DPVS does).
+    /// FNAT: the client's initial sequence number (its SYN's), from which conn-new set
+    /// `fnat_seq_delta`.
     pub fnat_isn: u32,
+    /// FNAT: the real server's first data sequence number (its SYN-ACK's sequence + 1, in the
+    /// server's sequence space), valid once [`ConnFlags::FDATA_SEQ`] is set: every inbound
+    /// packet acknowledging exactly this carries TOA (DPVS's `fnat_seq.fdata_seq`).
+    pub fdata_seq: u32,
     /// Synproxy: cookie ISN minus the real server's ISN, applied for the connection's life.
     pub syn_proxy_delta: u32,
     /// The last sequence number the real server sent (for RSTs on expiry).

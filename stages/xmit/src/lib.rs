@@ -5,7 +5,7 @@
 //!
 //! | mode | inbound (client -> VIP) | outbound (real server -> balancer) |
 //! |---|---|---|
-//! | FNAT | source -> local address:port, destination -> RS address:port; SYN: timestamp option -> NOPs; seq += delta; TOA in the first ACK, UOA in the first 3 UDP datagrams ([`toa`]) | source -> VIP:vport, destination -> client address:port; ack -= delta, SACK blocks -= delta; SYN-ACK MSS -= TOA length |
+//! | FNAT | source -> local address:port, destination -> RS address:port; SYN: timestamp option -> NOPs; seq += delta; TOA in every packet acknowledging the server's first data sequence (DPVS's `fdata_seq`), UOA in the first 3 UDP datagrams ([`toa`]) | source -> VIP:vport, destination -> client address:port; ack -= delta, SACK blocks -= delta; SYN-ACK MSS -= TOA length |
 //! | NAT | destination -> RS address:port | source -> VIP:vport |
 //! | SNAT | source -> local address:port (the original destination stays: conn-new makes it the "real server") | destination -> internal host address:port |
 //! | DR | only the MACs: destination MAC = the RS's neighbour entry | (never seen: replies go straight to the client) |
@@ -23,7 +23,7 @@
 //!
 //! | mode | proto | family | in | out |
 //! |---|---|---|---|---|
-//! | FNAT | TCP | IPv4 | `fnat_inbound_syn_nops_the_timestamp_and_shifts_seq`, `fnat_inbound_data_keeps_options_and_shifts_seq`, `client_addr::*` (TOA: once, not SYN/RST, EOL, pruning, skip, MTU) | `fnat_outbound_synack_shifts_ack_back_and_records_the_server_side`, `fnat_outbound_sack_blocks_shift_back`, `client_addr::synack_mss_lowered_by_the_toa_length` |
+//! | FNAT | TCP | IPv4 | `fnat_inbound_syn_nops_the_timestamp_and_shifts_seq`, `fnat_inbound_data_keeps_options_and_shifts_seq`, `client_addr::*` (TOA: `fdata_seq` from the SYN-ACK or a proxied connection's first ACK, retransmissions, retried after a skip, not SYN/RST, EOL, pruning, skip, MTU) | `fnat_outbound_synack_shifts_ack_back_and_records_the_server_side`, `fnat_outbound_sack_blocks_shift_back`, `client_addr::synack_mss_lowered_by_the_toa_length` |
 //! | FNAT | UDP | IPv4 | `fnat_udp_both_ways` (UOA x3), `client_addr::uoa_after_existing_ip_options_and_skipped_when_they_are_full` | `fnat_udp_both_ways` |
 //! | FNAT | TCP | IPv6 | `family::ipv6_fnat_tcp_handshake_toa_and_sack` (20-byte TOA) | same test (MSS - 20, SACK) |
 //! | FNAT | UDP | IPv6 | `family::ipv6_fnat_udp_both_ways_uoa_skipped` | same |
@@ -49,7 +49,7 @@
 //! for the pseudo-header addresses (within or across families: one update from the sum of the
 //! old addresses to the sum of the new), the ports, seq/ack and rewritten option bytes. A
 //! UDP datagram without a checksum (0) keeps none, except into IPv6, where one is computed.
-//! Recomputed in full, as they are rare: the TCP checksum of the one segment that gets TOA,
+//! Recomputed in full, as they are rare: the TCP checksum of the few segments that get TOA,
 //! headers xmit builds (NAT64, tunnels, UOA), ICMP message checksums. Checksums are completed
 //! in software: no port offload is requested yet.
 //!

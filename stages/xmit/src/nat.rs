@@ -82,6 +82,7 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
 
     let mut udp_full = false;
     let mut tcp_flags = 0;
+    let mut tcp_ack = 0;
     {
         let data = p.mbuf.data_mut();
         let l4 = &mut data[h.l4..h.end];
@@ -89,6 +90,7 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
             PROTO_TCP => {
                 let mut t = TcpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
                 tcp_flags = t.flags();
+                tcp_ack = t.ack();
                 let ck = ipx::pseudo_update(t.checksum(), [old_s, old_d], [new_s, new_d]);
                 t.set_checksum(ck);
                 if let Some((_, port)) = rw.src {
@@ -141,7 +143,7 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
     }
 
     if fnat && dir == Dir::In {
-        if proto == PROTO_TCP && toa::wants_toa(conn, tcp_flags) {
+        if proto == PROTO_TCP && toa::wants_toa(conn, tcp_flags, tcp_ack) {
             let (t, grow) = toa::insert_toa(&mut p.mbuf, &h, conn.caddr(), conn.cport(), new_s, new_d, mtu);
             conn.flags.set(ConnFlags::TOA_DONE);
             sent.toa = t;
@@ -182,7 +184,7 @@ fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut 
             conn.rs_last_seq = t.seq().wrapping_add(len);
             conn.rs_last_ack = t.ack();
             if flags.syn() && flags.ack() {
-                sent.mss_clamped = toa::clamp_synack_mss(t, conn.caddr(), nat64);
+                sent.mss_clamped = toa::clamp_synack_mss(t, conn, nat64);
             }
             if delta != 0 {
                 if flags.ack() {

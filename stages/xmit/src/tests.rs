@@ -61,6 +61,8 @@ fn in_tuple(proto: Proto) -> Tuple {
     }
 }
 
+/// A connection whose server SYN-ACK (sequence `SISN`) has been seen: its first-data
+/// sequence is `SISN + 1`.
 fn conn(fwd: Forward, proto: Proto, delta: u32) -> Conn {
     let inb = in_tuple(proto);
     let out = Conn::out_tuple_for(fwd, &inb, Addr::v4(RS), RPORT, Addr::v4(LADDR), LPORT);
@@ -69,6 +71,8 @@ fn conn(fwd: Forward, proto: Proto, delta: u32) -> Conn {
         out_tuple: out,
         fwd,
         fnat_seq_delta: delta,
+        fdata_seq: SISN.wrapping_add(1),
+        flags: rvs_conn::ConnFlags(rvs_conn::ConnFlags::FDATA_SEQ),
         ..Conn::default()
     }
 }
@@ -232,7 +236,7 @@ fn fnat_inbound_data_keeps_options_and_shifts_seq() {
         .payload(b"GET / HTTP/1.0\r\n\r\n")
         .build();
     // The first packet acknowledging the SYN-ACK carries TOA after the existing options.
-    h.expect(data.clone(), id, Dir::In, 0, want);
+    h.expect(data.clone(), id, Dir::In, 0, want.clone());
     assert_eq!(h.node.stage.counters().ts_nopped, 0);
     assert_eq!(h.node.stage.counters().toa_inserted, 1);
     assert!(
@@ -243,19 +247,32 @@ fn fnat_inbound_data_keeps_options_and_shifts_seq() {
             .flags
             .has(rvs_conn::ConnFlags::TOA_DONE)
     );
-    // Once: the next one keeps its options as they are.
-    let want = to_rs(LADDR)
-        .tcp(LPORT, RPORT)
+    // Its retransmission acknowledges the same first-data sequence: TOA again (DPVS).
+    h.expect(data.clone(), id, Dir::In, 0, want);
+    assert_eq!(h.node.stage.counters().toa_inserted, 2);
+    // Once the server has sent data, the client's acknowledgements move on: no TOA.
+    let data = from_client()
+        .tcp(CPORT, VPORT)
         .flags(ACK | PSH)
-        .seq((CISN + 1).wrapping_add(DELTA))
-        .ack(SISN + 1)
+        .seq(CISN + 19)
+        .ack(SISN + 101)
         .nop()
         .nop()
         .timestamps(5, 6)
-        .payload(b"GET / HTTP/1.0\r\n\r\n")
+        .payload(b"more")
+        .build();
+    let want = to_rs(LADDR)
+        .tcp(LPORT, RPORT)
+        .flags(ACK | PSH)
+        .seq((CISN + 19).wrapping_add(DELTA))
+        .ack(SISN + 101)
+        .nop()
+        .nop()
+        .timestamps(5, 6)
+        .payload(b"more")
         .build();
     h.expect(data, id, Dir::In, 0, want);
-    assert_eq!(h.node.stage.counters().toa_inserted, 1);
+    assert_eq!(h.node.stage.counters().toa_inserted, 2);
 }
 
 #[test]

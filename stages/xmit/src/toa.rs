@@ -3,20 +3,31 @@
 //!
 //! **TOA** (DPVS's `tcp_in_add_toa`): TCP option kind 254 carrying the client's port and
 //! address -- 8 bytes for an IPv4 client (`254, 8, port, a.b.c.d`), 20 bytes for an IPv6 one
-//! (`254, 20, port, 16-byte address`, DPVS's IPv6 TOA, also used for NAT64). It goes at the
-//! end of the existing options of the first inbound packet that acknowledges the server's
-//! SYN-ACK (ACK set, no SYN, no RST; a FIN may carry it, as in DPVS), once per connection
-//! ([`rvs_conn::ConnFlags::TOA_DONE`]); never in the SYN. The Ethernet, IP and TCP headers
-//! move into the headroom ([`Mbuf::insert_front`]); the payload stays. The IP length (and the
-//! IPv4 header checksum, incrementally) and the TCP checksum (recomputed over the segment:
-//! the header length, the pseudo-header length and the option bytes all changed; this happens
-//! once per connection) are fixed.
+//! (`254, 20, port, 16-byte address`, DPVS's IPv6 TOA, also used for NAT64). Which packets
+//! carry it is DPVS's rule (`tcp_fnat_in_handler`, DPVS v1.10 `src/ipvs/ip_vs_proto_tcp.c`):
+//! every inbound packet with ACK, without SYN or RST (a FIN may carry it), whose
+//! acknowledgement equals the connection's first-data sequence `fdata_seq`
+//! ([`rvs_conn::Conn::fdata_seq`]) -- the real server's SYN-ACK sequence + 1, recorded when
+//! that SYN-ACK goes out (`tcp_out_init_seq`), or for a synproxy connection, whose SYN-ACK
+//! the synproxy stage consumes, the first ACK's acknowledgement (`dp_vs_synproxy_ack_rcv`).
+//! So the handshake's ACK, the first data packet, their retransmissions and anything else the
+//! client sends before the server's first data all carry it, and a packet on which it was
+//! skipped is followed by another chance on the next one. Before the first-data sequence is
+//! known nothing gets TOA; never the SYN. rvs requires the ACK flag (RFC 9293: the
+//! acknowledgement field is meaningful only with it), which DPVS does not check. The
+//! Ethernet, IP and TCP headers move into the headroom ([`Mbuf::insert_front`]); the payload
+//! stays. The IP length (and the IPv4 header checksum, incrementally) and the TCP checksum
+//! (recomputed over the segment: the header length, the pseudo-header length and the option
+//! bytes all changed; a few packets per connection) are fixed.
 //!
 //! When the 40 bytes of option space cannot take it, the timestamp and SACK options are
-//! pruned, as DPVS does (the remaining options keep their order, NOP-padded to a 4-byte
-//! boundary before the TOA); if it still does not fit, or the packet would outgrow the output
-//! port's MTU, or the headroom is too small, TOA is skipped and counted (`toa_skipped`). Either
-//! way the connection is marked, so a connection costs this at most once.
+//! pruned (the remaining options keep their order, NOP-padded to a 4-byte boundary before the
+//! TOA; the DPVS `tcp_in_add_toa` read for this returns `EDPVS_NOROOM` without pruning, and
+//! puts TOA right after the 20-byte header rather than after the options; it also tries TOA
+//! on the SYN, which rvs does not);
+//! if it still does not fit, or the packet would outgrow the output port's MTU (DPVS's
+//! `EDPVS_FRAG`), or the headroom is too small, TOA is skipped on this packet and counted
+//! (`toa_skipped`); [`rvs_conn::ConnFlags::TOA_DONE`] records that it was due once.
 //!
 //! **MSS**: every FNAT SYN-ACK from the real server has its MSS option lowered by the TOA
 //! length of the client's family (DPVS's `tcp_out_adjust_mss`), so no segment grows past the
@@ -76,12 +87,35 @@ pub enum Toa {
     Skipped,
 }
 
-/// True when this inbound FNAT TCP packet is the one to carry TOA: the first that
-/// acknowledges the server's SYN-ACK (ACK, no SYN, no RST) on a connection without it yet.
+/// True when this inbound FNAT TCP packet (`flags`, acknowledgement `ack` as xmit sees it,
+/// in the server's sequence space) is to carry TOA: ACK set, no SYN, no RST, and `ack` equal
+/// to the connection's first-data sequence ([`Conn::fdata_seq`]; DPVS's
+/// `ntohl(th->ack_seq) == conn->fnat_seq.fdata_seq && !th->syn && !th->rst`). A proxied
+/// connection (synproxy) whose server SYN-ACK xmit never saw takes it from its first ACK, as
+/// DPVS's `dp_vs_synproxy_ack_rcv` saves the cookie ACK's `ack_seq`.
 #[inline]
-pub(crate) fn wants_toa(conn: &Conn, flags: u8) -> bool {
+pub(crate) fn wants_toa(conn: &mut Conn, flags: u8, ack: u32) -> bool {
     let f = rvs_core::meta::TcpFlags(flags);
-    !conn.flags.has(ConnFlags::TOA_DONE) && f.ack() && !f.syn() && !f.rst()
+    if !f.ack() || f.syn() || f.rst() {
+        return false;
+    }
+    if !conn.flags.has(ConnFlags::FDATA_SEQ) {
+        if !conn.flags.has(ConnFlags::SYNPROXY) {
+            return false;
+        }
+        conn.fdata_seq = ack;
+        conn.flags.set(ConnFlags::FDATA_SEQ);
+    }
+    ack == conn.fdata_seq
+}
+
+/// Record the first-data sequence of an FNAT connection from the real server's SYN-ACK
+/// (`seq` as xmit sees it: synproxy has already moved it into the client's space by
+/// [`Conn::syn_proxy_delta`], which is taken back off). DPVS's `tcp_out_init_seq`.
+#[inline]
+pub(crate) fn record_fdata_seq(conn: &mut Conn, seq: u32) {
+    conn.fdata_seq = seq.wrapping_sub(conn.syn_proxy_delta).wrapping_add(1);
+    conn.flags.set(ConnFlags::FDATA_SEQ);
 }
 
 /// Insert TOA (`client`:`cport`) into the TCP segment at `h.l4` whose final addresses are
@@ -175,11 +209,13 @@ pub(crate) fn insert_toa<M: Mbuf>(
     (outcome, grow)
 }
 
-/// Lower the MSS of an FNAT SYN-ACK from the real server by the TOA length of `client`'s
-/// family (plus 20 for NAT64). True when the option was lowered.
-pub(crate) fn clamp_synack_mss(t: &mut TcpPacket<&mut [u8]>, client: Addr, nat64: bool) -> bool {
+/// An FNAT SYN-ACK from the real server: record the connection's first-data sequence
+/// ([`record_fdata_seq`]) and lower the MSS by the TOA length of the client's family (plus
+/// 20 for NAT64). True when the option was lowered.
+pub(crate) fn clamp_synack_mss(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, nat64: bool) -> bool {
+    record_fdata_seq(conn, t.seq());
     let Some(cur) = t.mss() else { return false };
-    let cut = toa_len(client) as u16 + if nat64 { 20 } else { 0 };
+    let cut = toa_len(conn.caddr()) as u16 + if nat64 { 20 } else { 0 };
     let want = cur.saturating_sub(cut);
     t.clamp_mss(want) == Some(want) && want < cur
 }

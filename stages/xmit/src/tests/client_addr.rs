@@ -48,15 +48,135 @@ fn toa_goes_into_the_first_ack_never_the_syn_nor_an_rst() {
     h.expect(ack_in().build(), id, Dir::In, 0, ack_to_rs().toa(CPORT, CLIENT).build());
     let c = h.node.stage.counters();
     assert_eq!((c.toa_inserted, c.toa_pruned, c.toa_skipped), (1, 0, 0));
-    // Data after it: none.
+    // The first data packet acknowledges the same first-data sequence: TOA too (DPVS adds it
+    // to every packet whose ack is `fdata_seq`).
     h.expect(
         ack_in().flags(ACK | PSH).payload(b"x").build(),
         id,
         Dir::In,
         0,
-        ack_to_rs().flags(ACK | PSH).payload(b"x").build(),
+        ack_to_rs().flags(ACK | PSH).toa(CPORT, CLIENT).payload(b"x").build(),
+    );
+    assert_eq!(h.node.stage.counters().toa_inserted, 2);
+    // Data acknowledging the server's data: none.
+    h.expect(
+        ack_in().flags(ACK | PSH).ack(SISN + 11).payload(b"y").build(),
+        id,
+        Dir::In,
+        0,
+        ack_to_rs().flags(ACK | PSH).ack(SISN + 11).payload(b"y").build(),
+    );
+    assert_eq!(h.node.stage.counters().toa_inserted, 2);
+}
+
+#[test]
+fn first_data_sequence_comes_from_the_servers_synack() {
+    let mut h = Harness::new(l2());
+    let fresh = Conn {
+        fdata_seq: 0,
+        flags: ConnFlags::default(),
+        ..conn(Forward::Fnat, Proto::Tcp, DELTA)
+    };
+    let id = h.add(fresh);
+    // Before the server's SYN-ACK the first-data sequence is unknown: no TOA (DPVS's
+    // `fdata_seq` is set by `tcp_out_init_seq`).
+    h.expect(ack_in().build(), id, Dir::In, 0, ack_to_rs().build());
+    assert_eq!(h.node.stage.counters().toa_inserted, 0);
+    let s2 = SISN.wrapping_add(0x100);
+    let synack = from_rs(LADDR)
+        .tcp(RPORT, LPORT)
+        .flags(SYN | ACK)
+        .seq(s2)
+        .ack(CISN.wrapping_add(DELTA).wrapping_add(1))
+        .build();
+    let want = to_client()
+        .tcp(VPORT, CPORT)
+        .flags(SYN | ACK)
+        .seq(s2)
+        .ack(CISN + 1)
+        .build();
+    h.expect(synack, id, Dir::Out, 1, want);
+    let c = h.conns.borrow().conn(id).unwrap().clone();
+    assert!(c.flags.has(ConnFlags::FDATA_SEQ));
+    assert_eq!(c.fdata_seq, s2.wrapping_add(1));
+    // The ACK of that SYN-ACK carries TOA; one acknowledging anything else does not.
+    h.expect(
+        ack_in().ack(s2 + 1).build(),
+        id,
+        Dir::In,
+        0,
+        ack_to_rs().ack(s2 + 1).toa(CPORT, CLIENT).build(),
+    );
+    h.expect(
+        ack_in().ack(s2 + 2).build(),
+        id,
+        Dir::In,
+        0,
+        ack_to_rs().ack(s2 + 2).build(),
     );
     assert_eq!(h.node.stage.counters().toa_inserted, 1);
+}
+
+#[test]
+fn a_proxied_connection_takes_the_first_data_sequence_from_its_first_ack() {
+    let mut h = Harness::new(l2());
+    // Synproxy consumed the server's SYN-ACK: xmit sees the released ACK first, its ack
+    // already moved into the server's space.
+    let proxied = Conn {
+        fdata_seq: 0,
+        flags: ConnFlags(ConnFlags::SYNPROXY),
+        syn_proxy_delta: 0x55,
+        ..conn(Forward::Fnat, Proto::Tcp, DELTA)
+    };
+    let id = h.add(proxied);
+    h.expect(ack_in().build(), id, Dir::In, 0, ack_to_rs().toa(CPORT, CLIENT).build());
+    assert_eq!(h.conns.borrow().conn(id).unwrap().fdata_seq, SISN + 1);
+    // A retransmitted SYN-ACK, moved into the client's space by synproxy (+ delta), names the
+    // same first-data sequence.
+    let synack = from_rs(LADDR)
+        .tcp(RPORT, LPORT)
+        .flags(SYN | ACK)
+        .seq(SISN.wrapping_add(0x55))
+        .ack(CISN.wrapping_add(DELTA).wrapping_add(1))
+        .build();
+    let want = to_client()
+        .tcp(VPORT, CPORT)
+        .flags(SYN | ACK)
+        .seq(SISN.wrapping_add(0x55))
+        .ack(CISN + 1)
+        .build();
+    h.expect(synack, id, Dir::Out, 1, want);
+    assert_eq!(h.conns.borrow().conn(id).unwrap().fdata_seq, SISN + 1);
+    h.expect(ack_in().build(), id, Dir::In, 0, ack_to_rs().toa(CPORT, CLIENT).build());
+    assert_eq!(h.node.stage.counters().toa_inserted, 2);
+}
+
+#[test]
+fn toa_skipped_for_the_mtu_is_retried_on_the_next_first_data_packet() {
+    let mut l2 = l2();
+    assert!(l2.set_mtu(0, 1300));
+    let mut h = Harness::new(l2);
+    let id = h.add(conn(Forward::Fnat, Proto::Tcp, DELTA));
+    // 1296 bytes: no room for 8 more under 1300: skipped.
+    let body = vec![0x5a; 1256];
+    h.expect(
+        ack_in().flags(ACK | PSH).payload(&body).build(),
+        id,
+        Dir::In,
+        0,
+        ack_to_rs().flags(ACK | PSH).payload(&body).build(),
+    );
+    // The client sends it again smaller (or sends the next segment): TOA fits now.
+    let body = vec![0x5a; 1000];
+    h.expect(
+        ack_in().flags(ACK | PSH).payload(&body).build(),
+        id,
+        Dir::In,
+        0,
+        ack_to_rs().flags(ACK | PSH).toa(CPORT, CLIENT).payload(&body).build(),
+    );
+    let c = h.node.stage.counters();
+    assert_eq!((c.toa_inserted, c.toa_skipped), (1, 1));
 }
 
 #[test]
@@ -110,8 +230,11 @@ fn unprunable_options_skip_toa_and_count_it() {
     h.expect(ack, id, Dir::In, 0, want);
     let c = h.node.stage.counters();
     assert_eq!((c.toa_inserted, c.toa_skipped), (0, 1));
-    // Once: the connection does not try again.
     assert!(h.conns.borrow().conn(id).unwrap().flags.has(ConnFlags::TOA_DONE));
+    // Not given up: the next packet with the first-data ack and room for it gets TOA.
+    h.expect(ack_in().build(), id, Dir::In, 0, ack_to_rs().toa(CPORT, CLIENT).build());
+    let c = h.node.stage.counters();
+    assert_eq!((c.toa_inserted, c.toa_skipped), (1, 1));
 }
 
 #[test]

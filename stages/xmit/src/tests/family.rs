@@ -223,7 +223,8 @@ fn nat64_tcp_translates_headers_both_ways() {
         .toa_v6(CPORT, C6)
         .build();
     h.expect(ack, id, Dir::In, 0, want);
-    // A large segment gets DF.
+    // A large segment gets DF; it still acknowledges the first-data sequence, so it carries
+    // TOA as well (DPVS).
     let big = vec![7u8; 1300];
     let data = from_client6()
         .tcp(CPORT, VPORT)
@@ -238,6 +239,7 @@ fn nat64_tcp_translates_headers_both_ways() {
         .flags(ACK | PSH)
         .seq((CISN + 1).wrapping_add(DELTA))
         .ack(SISN + 1)
+        .toa_v6(CPORT, C6)
         .payload(&big)
         .build();
     h.expect(data, id, Dir::In, 0, want);
