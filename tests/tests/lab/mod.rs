@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use rvs_pipeline::config::Config;
 use rvs_pipeline::replay::{Emitted, Engine};
 use rvs_testkit::builder::Pkt;
+use rvs_testkit::csum;
 use rvs_testkit::decode::{Decoded, Ip, TcpOpt, decode_checked};
 use rvs_testkit::pcap::{self, Record, Resolution};
 
@@ -584,10 +585,10 @@ impl Lab {
 
     /// The flow an emitted frame toward a server belongs to (TCP: the window the client
     /// sent; UDP: the payload's tag; rvs changes neither).
-    fn flow_of_inbound(&self, d: &Decoded) -> usize {
+    fn flow_of_inbound(&self, o: &Out) -> usize {
         match self.case.proto {
-            Proto::Tcp => (d.tcp().expect("TCP").window - 1000) as usize,
-            Proto::Udp => tag_of(&d.payload),
+            Proto::Tcp => (o.d.tcp().expect("TCP").window - 1000) as usize,
+            Proto::Udp => tag_of(&udp_seen(o).payload),
         }
     }
 
@@ -597,7 +598,7 @@ impl Lab {
         let c = self.case;
         let name = c.name();
         assert_eq!(o.port, Some(c.server_iface()), "{name}: to the servers' interface");
-        let i = self.flow_of_inbound(&o.d);
+        let i = self.flow_of_inbound(o);
         let eth = o.d.eth.as_ref().unwrap();
         let s = if c.snat() {
             i % SERVERS
@@ -608,7 +609,13 @@ impl Lab {
         };
         assert_eq!(eth.dst, c.server_mac(s), "{name}: next hop of server {s}");
         let f = &self.flows[i];
-        let (sport, dport) = o.d.ports().expect("ports");
+        let (sport, dport) = match c.proto {
+            Proto::Tcp => o.d.ports().expect("ports"),
+            Proto::Udp => {
+                let u = udp_seen(o);
+                (u.sport, u.dport)
+            }
+        };
         assert_eq!(dport, c.server_port(), "{name}: server port");
         let peer = if c.mode == Mode::Tunnel {
             assert_eq!(o.d.ips.len(), 2, "{name}: one outer header");
@@ -712,7 +719,7 @@ impl Lab {
 
     /// Every client sends `seg(i)`; each must reach its flow's server. Returns per flow what
     /// the server got.
-    pub fn clients_send(&mut self, seg: impl Fn(usize) -> Seg) -> Vec<(usize, Seg, Decoded)> {
+    pub fn clients_send(&mut self, seg: impl Fn(usize) -> Seg) -> Vec<(usize, Seg, Out)> {
         let segs: Vec<Seg> = (0..FLOWS).map(&seg).collect();
         let frames: Vec<Vec<u8>> = (0..FLOWS).map(|i| self.client_frame(i, &segs[i])).collect();
         let by_flow: HashMap<usize, Vec<u8>> = frames.iter().cloned().enumerate().collect();
@@ -726,7 +733,7 @@ impl Lab {
         let mut got = Vec::new();
         for o in &outs {
             let i = self.at_server(o, &by_flow);
-            got.push((i, segs[i].clone(), o.d.clone()));
+            got.push((i, segs[i].clone(), o.clone()));
         }
         got.sort_by_key(|g| g.0);
         assert_eq!(
@@ -762,7 +769,8 @@ impl Lab {
         }
     }
 
-    fn check_l4_at_server(&mut self, i: usize, seg: &Seg, d: &Decoded) {
+    fn check_l4_at_server(&mut self, i: usize, seg: &Seg, o: &Out) {
+        let d = &o.d;
         let c = self.case;
         let name = c.name();
         let f = &mut self.flows[i];
@@ -801,28 +809,19 @@ impl Lab {
                 assert_eq!(t.toa(), want_toa, "{name}: flow {i}: TOA on {seg:?}");
             }
             Proto::Udp => {
-                assert_eq!(d.payload, udp_payload(i, &seg.payload), "{name}: payload intact");
-                let h4 = d.ipv4();
+                let u = udp_seen(o);
+                assert_eq!(u.payload, udp_payload(i, &seg.payload), "{name}: payload intact");
                 let round = seg.payload.first().map_or(0, |b| (b - b'0') as usize);
-                match (c.mode, c.v6(), h4) {
-                    // UOA in the first 3 datagrams, as an IPv4 option (DPVS's "ipo" mode).
-                    (Mode::Fnat, false, Some(h)) | (Mode::Nat64, _, Some(h)) => {
-                        let want = if round < 3 {
-                            uoa_option(f.cport, f.client)
-                        } else {
-                            Vec::new()
-                        };
-                        let got: Vec<u8> = h.options.iter().copied().take(want.len().max(1)).collect();
-                        if want.is_empty() {
-                            assert!(h.options.is_empty(), "{name}: no UOA after 3 datagrams");
-                        } else {
-                            assert_eq!(got, want, "{name}: flow {i} datagram {round}: UOA");
-                        }
+                match (c.mode, c.v6()) {
+                    // UOA (DPVS's uoa_max_trail: the first 3 datagrams), in either of DPVS's
+                    // carriers: an IPv4 option ("ipo") or the protocol-248 header ("opp").
+                    (Mode::Fnat, false) | (Mode::Nat64, _) => {
+                        let want = (round < 3).then(|| uoa_option(f.cport, f.client));
+                        assert_eq!(u.uoa, want, "{name}: flow {i} datagram {round}: UOA");
                     }
-                    // IPv6 FNAT: UOA over IPv6 is being added elsewhere; not checked here.
-                    (Mode::Fnat, true, _) => {}
-                    (_, _, Some(h)) => assert!(h.options.is_empty(), "{name}: no IP options added"),
-                    _ => {}
+                    // UOA over IPv6 is being added elsewhere; not checked here.
+                    (Mode::Fnat, true) => {}
+                    _ => assert_eq!(u.uoa, None, "{name}: no UOA"),
                 }
             }
         }
@@ -931,5 +930,85 @@ pub fn udp_payload(i: usize, body: &[u8]) -> Vec<u8> {
 }
 
 fn tag_of(p: &[u8]) -> usize {
-    std::str::from_utf8(&p[1..3]).unwrap().parse().unwrap()
+    std::str::from_utf8(&p[1..3])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("UDP payload without a flow tag: {p:02x?}"))
+}
+
+/// A UDP datagram as the server got it, and the UOA option it carried if any.
+#[derive(Debug, Clone)]
+pub struct UdpSeen {
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: Vec<u8>,
+    /// The UOA option (`31, len, port, address`), from either carrier.
+    pub uoa: Option<Vec<u8>>,
+}
+
+/// DPVS's private "option protocol" carrying UOA in its "opp" mode.
+pub const IPPROTO_OPP: u8 = 248;
+
+/// The UDP datagram of an inbound frame. With DPVS's "ipo" UOA the option sits in the IPv4
+/// header (the decoder reads it); with "opp" the IP protocol is 248 and a 4-byte header
+/// (version: 1 for an IPv4 address, 2 for IPv6; next protocol 17; length of header and
+/// options) and the option come before the UDP header. The decoder stops at protocol 248, so
+/// that case is taken apart here and its UDP checksum verified with the kit's own sum.
+pub fn udp_seen(o: &Out) -> UdpSeen {
+    if let Some(u) = o.d.udp() {
+        let uoa =
+            o.d.ipv4()
+                .filter(|h| h.options.first() == Some(&31))
+                .map(|h| h.options[..h.options[1] as usize].to_vec());
+        return UdpSeen {
+            sport: u.sport,
+            dport: u.dport,
+            payload: o.d.payload.clone(),
+            uoa,
+        };
+    }
+    let (off, pseudo) = match o.d.ips.first() {
+        Some(Ip::V4(h)) if h.proto == IPPROTO_OPP => (14 + 4 * h.ihl as usize, Pseudo::V4(h.src, h.dst)),
+        Some(Ip::V6(h)) if h.proto == IPPROTO_OPP && h.exts.is_empty() => (14 + 40, Pseudo::V6(h.src, h.dst)),
+        _ => panic!("neither UDP nor UDP behind a UOA opp header: {}", o.d),
+    };
+    let b = &o.bytes[off..];
+    assert!(b.len() >= 4 + 8, "opp header and UDP header");
+    let (ver, next, len) = (b[0] >> 4, b[1], u16::from_be_bytes([b[2], b[3]]) as usize);
+    assert_eq!(next, 17, "opp: next protocol UDP");
+    assert!(len >= 4 && b.len() >= len + 8, "opp: length {len}");
+    let opt = b[4..len].to_vec();
+    assert_eq!(opt.first(), Some(&31), "opp: the UOA option");
+    assert_eq!(
+        opt.get(1).copied(),
+        Some(opt.len() as u8),
+        "opp: one option, its length"
+    );
+    assert_eq!(
+        ver,
+        if opt.len() == 8 { 1 } else { 2 },
+        "opp: version names the address family"
+    );
+    let udp = &b[len..];
+    let ulen = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    assert_eq!(ulen, udp.len(), "opp: UDP length");
+    let acc = match pseudo {
+        Pseudo::V4(s, d) => csum::pseudo_v4(s.octets(), d.octets(), 17, ulen),
+        Pseudo::V6(s, d) => csum::pseudo_v6(s.octets(), d.octets(), 17, ulen),
+    };
+    let ck = u16::from_be_bytes([udp[6], udp[7]]);
+    if ck != 0 || matches!(pseudo, Pseudo::V6(..)) {
+        assert_eq!(csum::finish(csum::sum(acc, udp)), 0, "opp: UDP checksum");
+    }
+    UdpSeen {
+        sport: u16::from_be_bytes([udp[0], udp[1]]),
+        dport: u16::from_be_bytes([udp[2], udp[3]]),
+        payload: udp[8..].to_vec(),
+        uoa: Some(opt),
+    }
+}
+
+enum Pseudo {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
 }
