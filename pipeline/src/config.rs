@@ -287,7 +287,7 @@ impl Default for DpdkCfg {
     }
 }
 
-/// `protocol = "tcp" | "udp"`.
+/// `protocol = "tcp" | "udp" | "icmp" | "icmpv6"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtoCfg {
@@ -295,6 +295,21 @@ pub enum ProtoCfg {
     Tcp,
     /// UDP.
     Udp,
+    /// ICMP echo (an IPv4 VIP, port 0 or absent; DPVS's `icmp_conn_sched`).
+    Icmp,
+    /// ICMPv6 echo (an IPv6 VIP, port 0 or absent).
+    Icmpv6,
+}
+
+impl From<ProtoCfg> for Proto {
+    fn from(p: ProtoCfg) -> Self {
+        match p {
+            ProtoCfg::Tcp => Proto::Tcp,
+            ProtoCfg::Udp => Proto::Udp,
+            ProtoCfg::Icmp => Proto::Icmp,
+            ProtoCfg::Icmpv6 => Proto::Icmp6,
+        }
+    }
 }
 
 /// `forward = "fnat" | "nat" | "dr" | "tunnel" | "snat"`.
@@ -394,7 +409,7 @@ pub struct MatchCfg {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceCfg {
-    /// tcp or udp.
+    /// tcp, udp, icmp or icmpv6.
     pub protocol: ProtoCfg,
     /// Virtual address (required, unless `match` is given; then it is `::` and unused).
     #[serde(default = "no_vip")]
@@ -456,12 +471,49 @@ struct Written {
     services: Vec<Spanned<WrittenService>>,
 }
 
+/// The rules of an ICMP service (DPVS's `icmp_conn_sched` looks services up with port 0):
+/// ICMP over an IPv4 VIP, ICMPv6 over an IPv6 one, port 0, no synproxy.
+fn check_icmp(sc: &ServiceCfg, proto: Proto, match_af: Option<Af>) -> Result<(), String> {
+    let want = match proto {
+        Proto::Icmp => Af::V4,
+        Proto::Icmp6 => Af::V6,
+        Proto::Tcp | Proto::Udp => return Ok(()),
+    };
+    let name = proto.name();
+    let af = match_af.unwrap_or(if sc.vip.0.is_v4() { Af::V4 } else { Af::V6 });
+    if af != want {
+        return Err(format!(
+            "an {name} service needs an {} address (use protocol = \"{}\")",
+            if want == Af::V4 { "IPv4" } else { "IPv6" },
+            if want == Af::V4 { "icmpv6" } else { "icmp" }
+        ));
+    }
+    if sc.port != 0 || sc.dest.iter().any(|d| d.get_ref().port.is_some_and(|p| p != 0)) {
+        return Err(format!(
+            "an {name} service has no port: leave `port` out or write 0 (echo is matched by its identifier)"
+        ));
+    }
+    if sc.synproxy {
+        return Err(format!("synproxy is for tcp services, not {name}"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 struct WrittenService {
+    #[serde(default)]
+    protocol: Option<toml::Value>,
     vip: Option<toml::Value>,
     port: Option<toml::Value>,
     #[serde(rename = "match")]
     matcher: Option<toml::Value>,
+}
+
+impl WrittenService {
+    /// An ICMP service, whose port may be left out.
+    fn icmp(&self) -> bool {
+        matches!(self.protocol.as_ref().and_then(|p| p.as_str()), Some("icmp" | "icmpv6"))
+    }
 }
 
 /// A range as DPVS writes it: `ADDR[-ADDR][:PORT[-PORT]]`, `[V6][-[V6]][:PORT[-PORT]]`, a bare
@@ -702,7 +754,7 @@ impl Config {
                     ));
                 }
                 (None, None, _) => return Err(err(off, "missing field `vip` (or a `match` table for snat)".into())),
-                (None, _, None) => return Err(err(off, "missing field `port`".into())),
+                (None, _, None) if !ws.icmp() => return Err(err(off, "missing field `port`".into())),
                 _ => {}
             }
         }
@@ -798,11 +850,9 @@ impl Config {
         for s in &self.services {
             let off = s.span().start;
             let sc = s.get_ref();
-            let proto = match sc.protocol {
-                ProtoCfg::Tcp => Proto::Tcp,
-                ProtoCfg::Udp => Proto::Udp,
-            };
+            let proto = Proto::from(sc.protocol);
             let spec = self.match_spec(sc, off)?;
+            check_icmp(sc, proto, spec.map(|m| m.af)).map_err(|e| (off, e))?;
             let key = match spec {
                 Some(m) => ServiceKey::for_match(proto, m.af),
                 None => ServiceKey {
@@ -951,10 +1001,7 @@ impl Config {
                 .iter()
                 .map(|s| {
                     let sc = s.get_ref();
-                    let proto = match sc.protocol {
-                        ProtoCfg::Tcp => Proto::Tcp,
-                        ProtoCfg::Udp => Proto::Udp,
-                    };
+                    let proto = Proto::from(sc.protocol);
                     ServiceKey {
                         proto,
                         vip: sc.vip.0,

@@ -41,8 +41,19 @@
 //! that source address. No address or port left on it is a drop (`no_local_port`, resource).
 //! A SNAT service keyed by VIP (no match) keeps the FNAT-like path of the other rows. DPVS's
 //! sharing of one local port among different outside servers is not done (see
-//! `rvs_conn::sapool`): a port is held for the connection's life. ICMP echo through SNAT
-//! (identifier as the port) is not done: schedule sends ICMP to the local stage.
+//! `rvs_conn::sapool`): a port is held for the connection's life.
+//!
+//! **ICMP echo** (DPVS's `icmp_conn_sched` chose the destination): the echo identifier is
+//! the flow's "port" on both sides (parse puts it in `sport` and `dport`). NAT, DR and TUNNEL
+//! keep the client's identifier, so the real server's reply carries it; FNAT and SNAT take a
+//! local port from this lcore's share and use it as the identifier toward the real server /
+//! outside host, which xmit writes into the echo header, so the reply's identifier names this
+//! lcore and the connection as a local port does for TCP and UDP. (DPVS keys ICMP by
+//! `<id, type << 8 | code>` and leaves the identifier alone; its SNAT path notes that two
+//! internal hosts may then clash on one identifier, and its local-address binding refuses
+//! protocols other than TCP and UDP, so it has no FNAT for ICMP. rvs translates the
+//! identifier as Linux's NAT does, which removes the clash and makes FNAT possible.) The
+//! connection has ICMP's single state with the service's `icmp` timeout (300 s, DPVS's).
 //!
 //! UDP goes the same way as TCP (`udp_conn_sched` made the choice): FNAT and SNAT take a local
 //! port from this lcore's share, the connection's state is UDP's one "normal" state with the
@@ -312,9 +323,22 @@ impl<M: Mbuf> Stage<M> for ConnNew {
             } else {
                 (dest.addr, dest.port)
             };
+            // ICMP echo: the identifier stands for both ports (parse puts it in both), so the
+            // real server's reply carries, as both, the identifier it was sent: the client's
+            // for NAT, DR and TUNNEL, the local port for FNAT and SNAT.
+            let rport = if matches!(tuple.proto, Proto::Icmp | Proto::Icmp6) {
+                lport
+            } else {
+                rport
+            };
+            let mut out_tuple = Conn::out_tuple_for(fwd, &tuple, raddr, rport, laddr, lport);
+            if tuple.proto == Proto::Icmp6 && raddr.is_v4() {
+                // NAT64: the real server answers ICMPv6 echo as ICMP echo.
+                out_tuple.proto = Proto::Icmp;
+            }
             let mut conn = Conn {
                 in_tuple: tuple,
-                out_tuple: Conn::out_tuple_for(fwd, &tuple, raddr, rport, laddr, lport),
+                out_tuple,
                 fwd,
                 svc: svc.index,
                 generation: snap.generation,

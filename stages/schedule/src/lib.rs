@@ -81,6 +81,7 @@ use rvs_core::sched::{Flow, SchedCx, Scheduler, SchedulerFactory};
 use rvs_core::service::Snapshot;
 use rvs_core::stage::{Out, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
+use rvs_core::wire::{icmp, icmpv6};
 
 rvs_core::labels! {
     /// Where schedule sends a packet.
@@ -326,9 +327,8 @@ impl Schedule {
             out.host(p);
             return;
         };
-        if self.icmp_to_local && matches!(tuple.proto, Proto::Icmp | Proto::Icmp6) {
-            self.counters.local_icmp += 1;
-            out.next(ScheduleNext::Local, p);
+        if matches!(tuple.proto, Proto::Icmp | Proto::Icmp6) {
+            self.place_icmp(cx, p, tuple, out);
             return;
         }
         if self.pending.contains(&tuple) {
@@ -401,6 +401,59 @@ impl Schedule {
             }
         };
         self.schedule(cx, p, tuple, svc, out);
+    }
+
+    /// ICMP/ICMPv6 that found no connection, DPVS's `icmp_conn_sched`: an echo request to a
+    /// VIP with an ICMP service of its own (found by protocol, VIP and port 0, as
+    /// `dp_vs_service_lookup(af, proto, daddr, 0, ...)`), or to no VIP and taken by an ICMP
+    /// match (SNAT) service, is scheduled like a UDP datagram (followers of one vector
+    /// recirculated); anything else goes where it went before there were ICMP services: the
+    /// local stage (echo answered by the balancer, neighbour discovery), or the host path.
+    #[inline(never)]
+    fn place_icmp<M: Mbuf>(
+        &mut self,
+        cx: &StageCx<'_>,
+        p: rvs_core::stage::Packet<M>,
+        tuple: Tuple,
+        out: &mut Out<'_, M, ScheduleNext, ScheduleDrop>,
+    ) {
+        let snap = cx.snapshot;
+        let m = &p.meta;
+        let request = match tuple.proto {
+            Proto::Icmp => m.icmp_type == icmp::types::ECHO_REQUEST,
+            _ => m.icmp_type == icmpv6::types::ECHO_REQUEST,
+        };
+        let vip = snap.vip(m.daddr);
+        if request {
+            let (svc, matched) = match vip {
+                Some(_) => (snap.find(tuple.proto, m.daddr, 0), false),
+                None if snap.has_match_services() => (
+                    snap.find_match(tuple.proto, m.saddr, m.daddr, m.sport, m.dport, p.mbuf.port()),
+                    true,
+                ),
+                None => (None, false),
+            };
+            if let Some(svc) = svc {
+                if self.pending.contains(&tuple) {
+                    self.counters.recirculated += 1;
+                    out.redirect(cx.lcore, p);
+                    return;
+                }
+                self.counters.matched += matched as u64;
+                self.schedule(cx, p, tuple, svc, out);
+                return;
+            }
+        }
+        if self.icmp_to_local {
+            self.counters.local_icmp += 1;
+            out.next(ScheduleNext::Local, p);
+        } else if vip.is_some() {
+            self.counters.host_icmp += 1;
+            out.host(p);
+        } else {
+            self.counters.host_not_vip += 1;
+            out.host(p);
+        }
     }
 
     /// Pick a destination of `svc` for `p` (through its persistence template if any) and
@@ -1148,5 +1201,80 @@ mod tests {
                 assert_eq!((host, c.local_icmp, c.host_icmp, c.host_not_vip), (3, 0, 2, 1));
             }
         }
+    }
+
+    /// A snapshot with the TCP service of [`snapshot`], an ICMP echo service (port 0) on a
+    /// second VIP, and an ICMP SNAT match service for 198.18.16.0/24.
+    fn icmp_snapshot() -> Snapshot {
+        let tcp = snapshot(Defence::default(), 1).services[0].as_ref().clone();
+        let key = ServiceKey {
+            proto: Proto::Icmp,
+            vip: ICMP_VIP,
+            port: 0,
+        };
+        let mut echo = Service::new(key, Forward::Fnat, Arc::new(First));
+        echo.local_addrs = vec![Addr::v4([198, 18, 1, 1])].into();
+        let mut d = Dest::new(DestId(1), Addr::v4([198, 18, 1, 12]), 0);
+        d.fwd = Forward::Fnat;
+        echo.dests = vec![d].into();
+        let spec = MatchSpec {
+            src: MatchRange {
+                addrs: Some((Addr::v4([198, 18, 16, 0]), Addr::v4([198, 18, 16, 255]))),
+                ports: None,
+            },
+            ..MatchSpec::default()
+        };
+        let mut m = Service::new_match(Proto::Icmp, spec, Arc::new(First));
+        let mut d = Dest::new(DestId(2), Addr::v4([198, 18, 2, 1]), 0);
+        d.fwd = Forward::Snat;
+        m.dests = vec![d].into();
+        Snapshot::build(1, 1, Defence::default(), vec![tcp, echo, m]).unwrap()
+    }
+
+    const ICMP_VIP: Addr = Addr::v4([198, 18, 0, 101]);
+
+    #[test]
+    fn icmp_echo_requests_to_an_icmp_service_are_scheduled() {
+        let snap = icmp_snapshot();
+        let echo = |saddr: Addr, daddr: Addr, typ: u8, id: u16| {
+            let mut p = pkt(Proto::Icmp, daddr, id, 0, id);
+            p.meta.saddr = saddr;
+            p.meta.icmp_type = typ;
+            p
+        };
+        let client = Addr::v4([198, 18, 5, 5]);
+        let inside = Addr::v4([198, 18, 16, 7]);
+        let far = Addr::v4([203, 0, 113, 9]);
+        let r = run(
+            &snap,
+            vec![
+                // Echo request to the ICMP VIP: its service (index 1, looked up with port 0).
+                echo(client, ICMP_VIP, 8, 0x1234),
+                // The same flow again in this vector: recirculated to meet the connection.
+                echo(client, ICMP_VIP, 8, 0x1234),
+                // Another identifier: a flow of its own.
+                echo(client, ICMP_VIP, 8, 0x1235),
+                // Echo reply to the VIP without a connection: never creates one.
+                echo(client, ICMP_VIP, 0, 0x1236),
+                // Echo request to the TCP-only VIP: answered by the balancer (local stage).
+                echo(client, VIP, 8, 0x1237),
+                // From the inside range to an outside host: the ICMP match service.
+                echo(inside, far, 8, 0x1238),
+                // From outside that range to an outside host: nothing takes it.
+                echo(client, far, 8, 0x1239),
+            ],
+        );
+        let picks: Vec<_> = r.to_new.iter().map(|m| (m.sport, m.sched.svc, m.sched.dest)).collect();
+        assert_eq!(picks, vec![(0x1234, 1, 0), (0x1235, 1, 0), (0x1238, 2, 0)]);
+        assert_eq!(r.redirected, 1);
+        assert_eq!(r.report.total_drops(), 0);
+        let c = r.counters;
+        assert_eq!((c.scheduled, c.matched, c.recirculated, c.local_icmp), (3, 1, 1, 3));
+        // ICMPv6 is looked up as its own protocol: an ICMP service does not take it.
+        let mut v6 = echo(client, ICMP_VIP, 128, 1);
+        v6.meta.proto = Proto::Icmp6.number();
+        let r = run(&snap, vec![v6]);
+        assert!(r.to_new.is_empty());
+        assert_eq!(r.counters.local_icmp, 1);
     }
 }

@@ -130,13 +130,19 @@ rvs_core::labels! {
         FragNeeded = ("frag_needed", "tunnelled packet exceeds the port MTU with DF set (RFC 1191)"),
         /// The encapsulated packet exceeds the output port's MTU, DF clear: rvs fragments nothing.
         TooBig = ("too_big", "tunnelled packet exceeds the port MTU (fragmenting is not done)"),
+        /// An ICMP error with no counterpart in the other family (RFC 7915 4.2 / 5.2 drop it).
+        IcmpUntranslatable = ("icmp_untranslatable", "ICMP error with no counterpart across NAT64 (RFC 7915: dropped)"),
     }
 }
 
 impl DropReason for XmitDrop {
     fn cause(self) -> Cause {
         match self {
-            XmitDrop::NoConn | XmitDrop::TtlExceeded | XmitDrop::FragNeeded | XmitDrop::TooBig => Cause::Other,
+            XmitDrop::NoConn
+            | XmitDrop::TtlExceeded
+            | XmitDrop::FragNeeded
+            | XmitDrop::TooBig
+            | XmitDrop::IcmpUntranslatable => Cause::Other,
             XmitDrop::Invalid => Cause::InvalidPacket,
             XmitDrop::NotSupported => Cause::NotSupported,
             XmitDrop::NoRoute | XmitDrop::NoNeighbor | XmitDrop::NeighUnresolved => Cause::NoRoute,

@@ -9,15 +9,18 @@
 //! the final layout, then the MACs.
 
 use rvs_conn::{Conn, ConnFlags};
-use rvs_core::addr::{Addr, Af};
+use rvs_core::addr::{Addr, Af, Proto};
 use rvs_core::checksum;
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::{Dir, PacketMeta, TcpFlags};
 use rvs_core::service::Forward;
 use rvs_core::stage::Packet;
+use rvs_core::wire::ipv6::Ipv6Packet;
 use rvs_core::wire::tcp::TcpPacket;
 use rvs_core::wire::udp::UdpPacket;
+use rvs_core::wire::{icmp, icmpv6};
 
+use crate::icmp::{PROTO_ICMP, PROTO_ICMPV6, echo_family};
 use crate::ipx::{self, Hdr};
 use crate::toa::{self, Toa};
 use crate::{L2, PROTO_TCP, PROTO_UDP, Sent, XmitDrop, set_macs};
@@ -120,6 +123,10 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
                     u.rewrite_dst_port(port);
                 }
             }
+            // Only on an echo connection (a stray ICMP packet on a TCP/UDP one is refused).
+            PROTO_ICMP | PROTO_ICMPV6 if matches!(conn.in_tuple.proto, Proto::Icmp | Proto::Icmp6) => {
+                icmp_echo(&mut data[h.l4..h.end], &rw, [old_s, old_d], [new_s, new_d])?
+            }
             _ => return Err(XmitDrop::NotSupported),
         }
     }
@@ -129,12 +136,21 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
         h
     } else if h.v6 {
         sent.nat64 = true;
-        ipx::v6_to_v4(&mut p.mbuf, &h, proto, new_s, new_d)?
+        let proto4 = if proto == PROTO_ICMPV6 { PROTO_ICMP } else { proto };
+        ipx::v6_to_v4(&mut p.mbuf, &h, proto4, new_s, new_d)?
     } else {
-        ipx::v4_to_v6(&mut p.mbuf, &h, new_s, new_d)?
+        let nh = ipx::v4_to_v6(&mut p.mbuf, &h, new_s, new_d)?;
+        if proto == PROTO_ICMP {
+            Ipv6Packet::new_unchecked(&mut p.mbuf.data_mut()[nh.l3..nh.l4]).set_next_header(PROTO_ICMPV6);
+        }
+        nh
     };
     if nat64 {
         p.meta.ttl = ipx::ttl(p.mbuf.data(), &h);
+        if proto == PROTO_ICMP || proto == PROTO_ICMPV6 {
+            p.meta.proto = if h.v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
+            p.meta.icmp_type = p.mbuf.data()[h.l4];
+        }
     }
     if udp_full {
         let seg = &mut p.mbuf.data_mut()[h.l4..h.end];
@@ -159,6 +175,39 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
 
     set_macs(p.mbuf.data_mut(), &nh)?;
     update_meta(&mut p.meta, &rw, &h);
+    Ok(())
+}
+
+/// An ICMP or ICMPv6 echo request or reply of a connection (lookup found it by its
+/// identifier, which parse reads only from echo messages): the identifier becomes the new
+/// "port" of the rewrite -- the local port toward the real server in FNAT and SNAT, the client's
+/// identifier back, unchanged in NAT (conn-new keeps both tuples' ports equal to the
+/// identifier). Across NAT64 the type is mapped as RFC 7915 sections 4.2 and 5.2 map queries
+/// (echo request 8 <-> 128, echo reply 0 <-> 129, code 0). Checksum, all incremental (RFC
+/// 1624): the identifier and type words; ICMPv6's pseudo-header (RFC 4443 section 2.3) the
+/// address change within IPv6, or its whole sum taken out (to IPv4, whose ICMP checksum has no
+/// pseudo-header, RFC 792) or put in (from IPv4). `old`/`new`: source and destination before
+/// and after. Anything other than an echo message is refused as invalid: lookup never matches
+/// one to a connection.
+fn icmp_echo(msg: &mut [u8], rw: &Rewrite, old: [Addr; 2], new: [Addr; 2]) -> Result<(), XmitDrop> {
+    if msg.len() < 8 {
+        return Err(XmitDrop::Invalid);
+    }
+    let is_echo = if old[0].is_v4() {
+        icmp::is_echo(msg[0])
+    } else {
+        icmpv6::is_echo(msg[0])
+    };
+    if !is_echo {
+        return Err(XmitDrop::Invalid);
+    }
+    let len = msg.len() as u32;
+    let mut ck = echo_family(msg, u16::from_be_bytes([msg[2], msg[3]]), old, new, len);
+    if let Some((_, id)) = rw.dst.or(rw.src) {
+        ck = checksum::update16(ck, u16::from_be_bytes([msg[4], msg[5]]), id);
+        msg[4..6].copy_from_slice(&id.to_be_bytes());
+    }
+    msg[2..4].copy_from_slice(&ck.to_be_bytes());
     Ok(())
 }
 
