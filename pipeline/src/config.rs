@@ -624,6 +624,44 @@ fn one() -> u32 {
     1
 }
 
+/// `uoa_mode = "opp" | "ipo"` (DPVS's `uoa_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UoaModeCfg {
+    /// DPVS's private protocol 248 in front of the UDP header (DPVS's default).
+    #[default]
+    Opp,
+    /// An IPv4 option (IPv4 real servers only).
+    Ipo,
+}
+
+/// `[udp]`: what DPVS keeps under `ipvs_defs { udp { ... } }` -- how FNAT hands a UDP
+/// client's address to the real server (UOA, `rvs_xmit::toa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpCfg {
+    /// DPVS's `uoa_mode`: `"opp"` (default) or `"ipo"`.
+    #[serde(default)]
+    pub uoa_mode: UoaModeCfg,
+    /// DPVS's `uoa_max_trail`: how many datagrams of a connection carry UOA (0..=255,
+    /// default 3; 0 turns UOA off).
+    #[serde(default = "default_uoa_max_trail")]
+    pub uoa_max_trail: u8,
+}
+
+fn default_uoa_max_trail() -> u8 {
+    3
+}
+
+impl Default for UdpCfg {
+    fn default() -> Self {
+        UdpCfg {
+            uoa_mode: UoaModeCfg::default(),
+            uoa_max_trail: default_uoa_max_trail(),
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -631,6 +669,9 @@ pub struct Config {
     /// `[defence]`.
     #[serde(default)]
     pub defence: DefenceCfg,
+    /// `[udp]`: UOA mode and trail.
+    #[serde(default)]
+    pub udp: UdpCfg,
     /// `[pipeline]`.
     #[serde(default)]
     pub pipeline: PipelineCfg,
@@ -1442,5 +1483,23 @@ ip = "198.18.2.2"
         let c3 = two_services(&["10.1.0.1", "10.1.0.3"], &[], 3);
         assert!(c3.snapshot_with_ids(2, 1, &mut ids).is_ok());
         assert_eq!(ids.used(), 3);
+    }
+
+    #[test]
+    fn udp_section_sets_the_uoa_mode_and_trail_as_dpvs_names_them() {
+        let c = Config::parse("x.toml", GOOD).unwrap();
+        // DPVS's defaults.
+        assert_eq!((c.udp.uoa_mode, c.udp.uoa_max_trail), (UoaModeCfg::Opp, 3));
+        let t = format!("{GOOD}\n[udp]\nuoa_mode = \"ipo\"\nuoa_max_trail = 0\n");
+        let c = Config::parse("x.toml", &t).unwrap();
+        assert_eq!((c.udp.uoa_mode, c.udp.uoa_max_trail), (UoaModeCfg::Ipo, 0));
+        let lines = GOOD.lines().count();
+        let t = format!("{GOOD}\n[udp]\nuoa_mode = \"gre\"\n");
+        let e = Config::parse("x.toml", &t).unwrap_err();
+        assert!(e.msg.contains("gre") || e.msg.contains("opp"), "{e}");
+        assert!(e.line > lines, "{e}");
+        let t = format!("{GOOD}\n[udp]\nuoa_max_trail = 300\n");
+        let e = Config::parse("x.toml", &t).unwrap_err();
+        assert!(e.line > lines, "{e}");
     }
 }

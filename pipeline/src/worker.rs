@@ -146,7 +146,14 @@ impl<M: Mbuf + 'static> Worker<M> {
         // the same pass.
         let arp = graph.add(Arp::new(l2.clone(), neigh.clone()));
         let seq = graph.add(sp_seq);
-        let xmit = graph.add(Xmit::new(conns.clone(), l2).with_neigh(neigh));
+        let uoa = rvs_xmit::toa::UoaConfig {
+            mode: match cfg.udp.uoa_mode {
+                crate::config::UoaModeCfg::Opp => rvs_xmit::toa::UoaMode::Opp,
+                crate::config::UoaModeCfg::Ipo => rvs_xmit::toa::UoaMode::Ipo,
+            },
+            max_trail: cfg.udp.uoa_max_trail,
+        };
+        let xmit = graph.add(Xmit::new(conns.clone(), l2).with_neigh(neigh).with_uoa(uoa));
         graph.connect(parse, rvs_parse::ParseNext::Ip, syn)?;
         graph.connect(syn, rvs_synproxy::SynProxyNext::Lookup, lookup)?;
         graph.connect(lookup, rvs_lookup::LookupNext::Hit, seq)?;

@@ -5,7 +5,7 @@
 //!
 //! | mode | inbound (client -> VIP) | outbound (real server -> balancer) |
 //! |---|---|---|
-//! | FNAT | source -> local address:port, destination -> RS address:port; SYN: timestamp option -> NOPs; seq += delta; TOA in every packet acknowledging the server's first data sequence (DPVS's `fdata_seq`), UOA in the first 3 UDP datagrams ([`toa`]) | source -> VIP:vport, destination -> client address:port; ack -= delta, SACK blocks -= delta; SYN-ACK MSS -= TOA length |
+//! | FNAT | source -> local address:port, destination -> RS address:port; SYN: timestamp option -> NOPs; seq += delta; TOA in every packet acknowledging the server's first data sequence (DPVS's `fdata_seq`), UOA in the first 3 UDP datagrams (`[udp] uoa_mode`: DPVS's protocol-248 "opp" header, the default, or an IPv4 option; [`toa`]) | source -> VIP:vport, destination -> client address:port; ack -= delta, SACK blocks -= delta; SYN-ACK MSS -= TOA length |
 //! | NAT | destination -> RS address:port | source -> VIP:vport |
 //! | SNAT | source -> local address:port (the original destination stays: conn-new makes it the "real server") | destination -> internal host address:port |
 //! | DR | only the MACs: destination MAC = the RS's neighbour entry | (never seen: replies go straight to the client) |
@@ -24,11 +24,11 @@
 //! | mode | proto | family | in | out |
 //! |---|---|---|---|---|
 //! | FNAT | TCP | IPv4 | `fnat_inbound_syn_nops_the_timestamp_and_shifts_seq`, `fnat_inbound_data_keeps_options_and_shifts_seq`, `client_addr::*` (TOA: `fdata_seq` from the SYN-ACK or a proxied connection's first ACK, retransmissions, retried after a skip, not SYN/RST, EOL, pruning, skip, MTU) | `fnat_outbound_synack_shifts_ack_back_and_records_the_server_side`, `fnat_outbound_sack_blocks_shift_back`, `client_addr::synack_mss_lowered_by_the_toa_length` |
-//! | FNAT | UDP | IPv4 | `fnat_udp_both_ways` (UOA x3), `client_addr::uoa_after_existing_ip_options_and_skipped_when_they_are_full` | `fnat_udp_both_ways` |
+//! | FNAT | UDP | IPv4 | opp: `uoa::uoa_opp_over_ipv4_in_the_first_three_datagrams`, `uoa::uoa_opp_after_ipv4_options`, `uoa::uoa_skipped_for_the_mtu_or_an_extension_header_stays_due`, `uoa::uoa_max_trail_one_and_zero`; ipo: `fnat_udp_both_ways` (UOA x3), `client_addr::uoa_after_existing_ip_options_and_skipped_when_they_are_full` | `fnat_udp_both_ways` |
 //! | FNAT | TCP | IPv6 | `family::ipv6_fnat_tcp_handshake_toa_and_sack` (20-byte TOA) | same test (MSS - 20, SACK) |
-//! | FNAT | UDP | IPv6 | `family::ipv6_fnat_udp_both_ways_uoa_skipped` | same |
+//! | FNAT | UDP | IPv6 | opp: `uoa::uoa_opp_over_ipv6` (20-byte UOA, protocol 248); ipo: `family::ipv6_fnat_udp_both_ways_uoa_skipped` | same |
 //! | FNAT (NAT64) | TCP | IPv6 -> IPv4 | `family::nat64_tcp_translates_headers_both_ways` (TOS, DF above 1260, IPv6 TOA in IPv4) | same (MSS - 40, IPv4 options dropped) |
-//! | FNAT (NAT64) | UDP | IPv6 -> IPv4 | `family::nat64_udp_uoa_and_a_missing_checksum_filled` (20-byte UOA) | same (checksum 0 -> computed) |
+//! | FNAT (NAT64) | UDP | IPv6 -> IPv4 | opp: `uoa::uoa_opp_across_nat64_carries_the_ipv6_client`; ipo: `family::nat64_udp_uoa_and_a_missing_checksum_filled` (20-byte UOA) | same (checksum 0 -> computed) |
 //! | NAT | TCP, UDP | IPv4 | `nat_rewrites_destination_in_and_source_out` | same |
 //! | NAT | TCP, UDP | IPv6 | `family::ipv6_nat_and_dr` (with an extension header) | same |
 //! | SNAT | TCP | IPv4 | `family::snat_rewrites_the_source_out_and_the_destination_back` | same |
@@ -62,8 +62,8 @@
 //! Not done: ICMP errors across NAT64 (ICMP <-> ICMPv6, RFC 7915 4.2/5.2) and errors quoting
 //! ICMP queries (dropped `not_supported`); NAT/FNAT of ICMP echo (the balancer answers echo to
 //! its own addresses in [`arp`]); fragmenting a tunnelled packet without DF
-//! ([`XmitDrop::TooBig`]); UOA over IPv6 (no IPv4 option to carry it: counted `uoa_skipped`;
-//! DPVS's protocol-248 mode would carry it); a translator identification for NAT64 packets of
+//! ([`XmitDrop::TooBig`]); DPVS's standalone UOA datagram (a UOA that does not fit is skipped,
+//! counted `uoa_skipped` and left due, see [`toa`]); a translator identification for NAT64 packets of
 //! 1260 bytes or less (0, DF clear). SNAT's match-based services (source/destination
 //! ranges, interfaces) are matched by schedule and made by conn-new (rvs-core's `MatchSpec`);
 //! xmit does the rewrite. Synproxy's sequence adjustment is the synproxy stage's, before xmit.
@@ -245,7 +245,7 @@ pub struct XmitCounters {
     pub mss_clamped: u64,
     /// UOA options inserted.
     pub uoa_sent: u64,
-    /// UOA options due but skipped (IPv6, option space, MTU, headroom).
+    /// UOA options due but skipped (no carrier for the family, option space, MTU, headroom).
     pub uoa_skipped: u64,
     /// ICMP fragmentation-needed / packet-too-big errors sent for packets too big for a
     /// tunnel.
@@ -308,6 +308,8 @@ pub struct Xmit {
     counters: XmitCounters,
     /// Next-hop resolution and held packets ([`Xmit::with_neigh`], in [`neigh`]).
     resolver: Option<neigh::Resolver>,
+    /// UOA mode and trail ([`Xmit::with_uoa`]).
+    uoa: toa::UoaConfig,
 }
 
 impl Xmit {
@@ -318,7 +320,13 @@ impl Xmit {
             l2,
             counters: XmitCounters::default(),
             resolver: None,
+            uoa: toa::UoaConfig::default(),
         }
+    }
+    /// Carry UOA as `uoa` says (DPVS's `uoa_mode` and `uoa_max_trail`; default opp, 3).
+    pub fn with_uoa(mut self, uoa: toa::UoaConfig) -> Self {
+        self.uoa = uoa;
+        self
     }
     /// The per-mode and option counters so far.
     pub fn counters(&self) -> XmitCounters {
@@ -341,8 +349,8 @@ pub(crate) const PROTO_UDP: u8 = 17;
 ///
 /// Every path looks the next hop up before it changes a byte, so a packet that fails with
 /// [`XmitDrop::NoNeighbor`] is unchanged (it can be held and sent again once resolved).
-pub fn xmit_one<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>) -> Result<Sent, XmitDrop> {
-    xmit_one_ext(l2, conn, p).map_err(|(d, _)| d)
+pub fn xmit_one<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, uoa: toa::UoaConfig) -> Result<Sent, XmitDrop> {
+    xmit_one_ext(l2, conn, p, uoa).map_err(|(d, _)| d)
 }
 
 /// As [`xmit_one`], with what a too-big tunnel packet needs for the ICMP answer.
@@ -350,6 +358,7 @@ fn xmit_one_ext<M: Mbuf>(
     l2: &L2,
     conn: &mut Conn,
     p: &mut Packet<M>,
+    uoa: toa::UoaConfig,
 ) -> Result<Sent, (XmitDrop, Option<tunnel::TooBig>)> {
     let dir = p.meta.dir;
     let mut sent = Sent::new(conn.fwd, dir);
@@ -360,7 +369,7 @@ fn xmit_one_ext<M: Mbuf>(
         (Forward::Nat | Forward::Fnat | Forward::Snat, _) if p.meta.icmp_err => {
             icmp::xmit_icmp_err(l2, conn, p, &mut sent).map_err(e)?
         }
-        (Forward::Nat | Forward::Fnat | Forward::Snat, _) => nat::xmit_nat(l2, conn, p, &mut sent).map_err(e)?,
+        (Forward::Nat | Forward::Fnat | Forward::Snat, _) => nat::xmit_nat(l2, conn, p, &mut sent, uoa).map_err(e)?,
     }
     Ok(sent)
 }
@@ -428,7 +437,7 @@ impl<M: Mbuf + 'static> Stage<M> for Xmit {
                 out.drop(XmitDrop::NoConn, p);
                 continue;
             };
-            match xmit_one_ext(l2, conn, &mut p) {
+            match xmit_one_ext(l2, conn, &mut p, self.uoa) {
                 Ok(s) => {
                     c.add(&s);
                     out.tx(s.port, p);

@@ -58,7 +58,13 @@ pub(crate) fn rewrite_for(c: &Conn, dir: Dir) -> Rewrite {
 }
 
 /// NAT / FNAT / SNAT of one TCP or UDP packet.
-pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sent: &mut Sent) -> Result<(), XmitDrop> {
+pub(crate) fn xmit_nat<M: Mbuf>(
+    l2: &L2,
+    conn: &mut Conn,
+    p: &mut Packet<M>,
+    sent: &mut Sent,
+    uoa: toa::UoaConfig,
+) -> Result<(), XmitDrop> {
     let dir = p.meta.dir;
     let h = Hdr::locate(p.mbuf.data(), &p.meta)?;
     let proto = p.meta.proto;
@@ -166,7 +172,7 @@ pub(crate) fn xmit_nat<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, sen
             h.end = (h.end as isize + grow) as usize;
             p.meta.l4_hdr_len = (p.meta.l4_hdr_len as isize + grow) as u16;
         } else if proto == PROTO_UDP {
-            let (u, grow) = toa::insert_uoa(&mut p.mbuf, &h, conn, mtu);
+            let (u, grow) = toa::insert_uoa(&mut p.mbuf, &h, conn, mtu, uoa);
             sent.uoa = u;
             h.l4 += grow;
             h.end += grow;

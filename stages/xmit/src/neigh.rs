@@ -656,7 +656,7 @@ pub(crate) fn service<M: Mbuf + 'static>(x: &mut Xmit, cx: &StageCx<'_>, out: &m
                     out.drop(XmitDrop::NoConn, p);
                     continue;
                 };
-                match xmit_one(l2, conn, &mut p) {
+                match xmit_one(l2, conn, &mut p, x.uoa) {
                     Ok(s) => {
                         xc.add(&s);
                         res.counters.released += 1;

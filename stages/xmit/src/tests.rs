@@ -350,6 +350,10 @@ fn fnat_outbound_sack_blocks_shift_back() {
 #[test]
 fn fnat_udp_both_ways() {
     let mut h = Harness::new(l2());
+    h.node.stage.uoa = crate::toa::UoaConfig {
+        mode: crate::toa::UoaMode::Ipo,
+        max_trail: 3,
+    };
     let id = h.add(conn(Forward::Fnat, Proto::Udp, DELTA));
     // The first three datagrams carry UOA (IPv4 option 31: port, client address).
     let [c0, c1, c2, c3] = CLIENT;
@@ -527,3 +531,4 @@ mod common;
 mod family;
 mod icmp_err;
 mod tunnel;
+mod uoa;

@@ -34,21 +34,44 @@
 //! client's path once TOA is in; with NAT64 also by the 20 bytes an IPv6 header is longer than
 //! an IPv4 one (the server computed its MSS for IPv4).
 //!
-//! **UOA** (DPVS's `uoa` module, "ipo" mode): an IPv4 option of type 31 and length 8 (IPv4
-//! client) or 20 (IPv6 client, NAT64) -- `31, len, port, address` -- inserted after the IPv4
-//! header's existing options of the first 3 inbound datagrams of a UDP FNAT connection
-//! (DPVS's `uoa_max_trail`). The UDP checksum does not cover the IP header, so only the IPv4
-//! header changes (IHL, total length, checksum recomputed). Chosen over the private protocol
-//! 248 ("opp" mode) because it leaves the UDP header where every middlebox expects it. Not
-//! possible over IPv6 (no such option) or when the header already holds more than 32 bytes of
-//! options: skipped and counted (`uoa_skipped`). The count lives in two bits of the
-//! connection's flags ([`UOA_COUNT_SHIFT`]) until rvs-conn grows a field for it.
+//! **UOA** (DPVS's `uoa` module, `src/ipvs/ip_vs_proto_udp.c` and `include/uoa.h` of DPVS
+//! v1.10): the client's port and address -- `31, len, port, address`, 8 bytes for an IPv4
+//! client and 20 for an IPv6 one (`IPOPT_UOA`, `IPOLEN_UOA_IPV4/6`) -- in the first
+//! `uoa_max_trail` (default 3, 0 turns UOA off) inbound datagrams of a UDP FNAT connection
+//! that can take it: as DPVS counts only datagrams that carried it (`uoa->sent++` on success),
+//! a datagram on which it was skipped leaves the next one due. Two carriers, DPVS's
+//! `uoa_mode` ([`UoaMode`], set with [`crate::Xmit::with_uoa`]):
+//!
+//! - **opp** (DPVS's default, `UOA_M_OPP`): DPVS's private "option protocol", IP protocol
+//!   248 (`IPPROTO_OPT`): a 4-byte header -- version in the high nibble (1: the option holds
+//!   an IPv4 address, 2: an IPv6 one), the next protocol (17), the length of header and
+//!   options (big-endian) -- then the UOA option, between the IP header (IPv4 options kept in
+//!   front) and the unchanged UDP header; the IP protocol / IPv6 next header becomes 248.
+//!   Works over IPv4, IPv6 and NAT64 (an IPv6 client's 20-byte option in an IPv4 packet,
+//!   version 2, as DPVS's pre-handler inserts it before translating). The UDP checksum stays
+//!   the ordinary one (pseudo-header with protocol 17 and the UDP length): DPVS computes it so
+//!   for IPv6 and zeroes it for IPv4 for convenience; rvs keeps it valid in both. An IPv6
+//!   packet with extension headers is skipped (DPVS falls back to a standalone datagram there,
+//!   see below).
+//! - **ipo** (`UOA_M_IPO`): an IPv4 option of type 31 after the IPv4 header's existing options;
+//!   the UDP checksum does not cover the IP header, so only the IPv4 header changes (IHL, total
+//!   length, checksum recomputed). Not possible over IPv6 (no such option: skipped, as DPVS),
+//!   nor when the header already holds more than 40 minus the option length bytes of options.
+//!   rvs also carries an IPv6 client's 20-byte option this way across NAT64, which DPVS's ipo
+//!   mode does not.
+//!
+//! Either way a datagram that would outgrow the output port's MTU, or lacks headroom, is sent
+//! without it and counted (`uoa_skipped`). Not done: DPVS's standalone UOA (an empty-payload
+//! datagram carrying only the option, sent ahead when the original has no room) and the real
+//! server's UOA acknowledgement. The count lives in the top byte of the connection's flags
+//! ([`UOA_COUNT_SHIFT`]) until rvs-conn grows a field for it.
 
 use rvs_conn::{Conn, ConnFlags};
 use rvs_core::addr::Addr;
 use rvs_core::checksum;
 use rvs_core::mbuf::Mbuf;
 use rvs_core::wire::ipv4::Ipv4Packet;
+use rvs_core::wire::ipv6::Ipv6Packet;
 use rvs_core::wire::tcp::{TcpPacket, kind};
 
 use crate::ipx::{self, Hdr};
@@ -57,12 +80,49 @@ use crate::ipx::{self, Hdr};
 pub const TOA_KIND: u8 = 254;
 /// The UOA IPv4 option type (DPVS's `IPOPT_UOA`).
 pub const UOA_OPTION: u8 = 31;
-/// UOA is sent in at most this many datagrams of a connection (DPVS's `uoa_max_trail`).
+/// UOA is sent in at most this many datagrams of a connection by default (DPVS's
+/// `UOA_DEF_MAX_TRAIL`).
 pub const UOA_MAX: u32 = 3;
-/// The UOA count of a connection: bits 24..26 of [`Conn::flags`] (rvs-conn defines bits up
-/// to 0x20; these are xmit's until rvs-conn has a field).
+/// DPVS's private "option protocol" (`IPPROTO_OPT`), which carries UOA in opp mode.
+pub const IPPROTO_OPP: u8 = 248;
+/// Length of the opp header in front of its options.
+pub const OPP_HDR: usize = 4;
+/// opp header version: the UOA option holds an IPv4 address (`OPPHDR_IPV4`).
+pub const OPPHDR_IPV4: u8 = 1;
+/// opp header version: the UOA option holds an IPv6 address (`OPPHDR_IPV6`).
+pub const OPPHDR_IPV6: u8 = 2;
+/// The UOA count of a connection: bits 24..31 of [`Conn::flags`] (rvs-conn defines bits up
+/// to 0x40; these are xmit's until rvs-conn has a field).
 pub const UOA_COUNT_SHIFT: u32 = 24;
-const UOA_COUNT_MASK: u32 = 0x3 << UOA_COUNT_SHIFT;
+const UOA_COUNT_MASK: u32 = 0xff << UOA_COUNT_SHIFT;
+
+/// How UOA travels (DPVS's `uoa_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UoaMode {
+    /// The private protocol 248 header in front of UDP (`opp`, DPVS's default).
+    #[default]
+    Opp,
+    /// An IPv4 option (`ipo`).
+    Ipo,
+}
+
+/// UOA settings of an xmit stage (DPVS's `uoa_mode` and `uoa_max_trail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UoaConfig {
+    /// The carrier.
+    pub mode: UoaMode,
+    /// Datagrams per connection that carry UOA (0: none).
+    pub max_trail: u8,
+}
+
+impl Default for UoaConfig {
+    fn default() -> Self {
+        UoaConfig {
+            mode: UoaMode::Opp,
+            max_trail: UOA_MAX as u8,
+        }
+    }
+}
 
 const TCP_MIN: usize = 20;
 const TCP_MAX: usize = 60;
@@ -227,27 +287,52 @@ pub(crate) fn uoa_count(conn: &Conn) -> u32 {
 }
 
 fn set_uoa_count(conn: &mut Conn, n: u32) {
-    conn.flags.0 = (conn.flags.0 & !UOA_COUNT_MASK) | ((n.min(3)) << UOA_COUNT_SHIFT);
+    conn.flags.0 = (conn.flags.0 & !UOA_COUNT_MASK) | (n.min(0xff) << UOA_COUNT_SHIFT);
 }
 
-/// Insert UOA (`client`:`cport`) as an IPv4 option of the datagram at `h` when the
-/// connection has sent fewer than [`UOA_MAX`]. Returns `Some(true)` inserted, `Some(false)`
-/// skipped (IPv6, option space, MTU or headroom), `None` when no longer due; and the growth.
-pub(crate) fn insert_uoa<M: Mbuf>(m: &mut M, h: &Hdr, conn: &mut Conn, mtu: usize) -> (Option<bool>, usize) {
+/// Insert UOA (the connection's client address and port) into the datagram at `h` (final
+/// layout, after any NAT64 translation) when the connection has carried it in fewer than
+/// `cfg.max_trail` datagrams. Returns `Some(true)` inserted, `Some(false)` skipped (no carrier
+/// for this family, option space, MTU or headroom; still due next time), `None` when no
+/// longer due; and the number of bytes inserted in front of the UDP header.
+pub(crate) fn insert_uoa<M: Mbuf>(
+    m: &mut M,
+    h: &Hdr,
+    conn: &mut Conn,
+    mtu: usize,
+    cfg: UoaConfig,
+) -> (Option<bool>, usize) {
     let n = uoa_count(conn);
-    if n >= UOA_MAX {
+    if n >= cfg.max_trail as u32 {
         return (None, 0);
     }
-    set_uoa_count(conn, n + 1);
     let client = conn.caddr();
     let olen = 4 + if client.is_v4() { 4 } else { 16 };
-    let ihl = h.l3_hdr_len();
-    if h.v6 || ihl + olen > 60 || h.end - h.l3 + olen > mtu || !m.insert_front(h.l4, olen) {
+    let grow = match cfg.mode {
+        UoaMode::Ipo => olen,
+        UoaMode::Opp => OPP_HDR + olen,
+    };
+    let fits = match cfg.mode {
+        UoaMode::Ipo => !h.v6 && h.l3_hdr_len() + olen <= 60,
+        // DPVS inserts after a bare 40-byte IPv6 header only (`iphdrlen != sizeof(ipv6hdr)`
+        // goes to its standalone datagram).
+        UoaMode::Opp => !h.v6 || h.l3_hdr_len() == ipx::V6_HDR,
+    };
+    if !fits || h.end - h.l3 + grow > mtu || !m.insert_front(h.l4, grow) {
         return (Some(false), 0);
     }
     let data = m.data_mut();
     {
-        let o = &mut data[h.l4..h.l4 + olen];
+        let o = match cfg.mode {
+            UoaMode::Ipo => &mut data[h.l4..h.l4 + olen],
+            UoaMode::Opp => {
+                let opp = &mut data[h.l4..h.l4 + OPP_HDR];
+                opp[0] = if client.is_v4() { OPPHDR_IPV4 } else { OPPHDR_IPV6 } << 4;
+                opp[1] = crate::PROTO_UDP;
+                opp[2..4].copy_from_slice(&(grow as u16).to_be_bytes());
+                &mut data[h.l4 + OPP_HDR..h.l4 + grow]
+            }
+        };
         o[0] = UOA_OPTION;
         o[1] = olen as u8;
         o[2..4].copy_from_slice(&conn.cport().to_be_bytes());
@@ -257,10 +342,23 @@ pub(crate) fn insert_uoa<M: Mbuf>(m: &mut M, h: &Hdr, conn: &mut Conn, mtu: usiz
             o[4..20].copy_from_slice(&client.octets());
         }
     }
-    let mut ip = Ipv4Packet::new_unchecked(&mut data[h.l3..h.l4 + olen]);
-    ip.set_header_len(ihl + olen);
-    let tl = ip.total_len();
-    ip.set_total_len(tl + olen as u16);
-    ip.fill_checksum();
-    (Some(true), olen)
+    if h.v6 {
+        let mut ip = Ipv6Packet::new_unchecked(&mut data[h.l3..h.l4]);
+        ip.set_next_header(IPPROTO_OPP);
+        let pl = ip.payload_len();
+        ip.set_payload_len(pl + grow as u16);
+    } else {
+        let ihl = h.l3_hdr_len();
+        let hdr_end = if cfg.mode == UoaMode::Ipo { h.l4 + olen } else { h.l4 };
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[h.l3..hdr_end]);
+        match cfg.mode {
+            UoaMode::Ipo => ip.set_header_len(ihl + olen),
+            UoaMode::Opp => ip.set_protocol(IPPROTO_OPP),
+        }
+        let tl = ip.total_len();
+        ip.set_total_len(tl + grow as u16);
+        ip.fill_checksum();
+    }
+    set_uoa_count(conn, n + 1);
+    (Some(true), grow)
 }

@@ -296,6 +296,10 @@ fn synack_mss_lowered_by_the_toa_length() {
 #[test]
 fn uoa_after_existing_ip_options_and_skipped_when_they_are_full() {
     let mut h = Harness::new(l2());
+    h.node.stage.uoa = crate::toa::UoaConfig {
+        mode: crate::toa::UoaMode::Ipo,
+        max_trail: 3,
+    };
     let id = h.add(conn(Forward::Fnat, Proto::Udp, 0));
     let [c0, c1, c2, c3] = CLIENT;
     let [p0, p1] = CPORT.to_be_bytes();

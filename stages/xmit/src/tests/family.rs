@@ -93,6 +93,11 @@ fn ipv6_fnat_tcp_handshake_toa_and_sack() {
 #[test]
 fn ipv6_fnat_udp_both_ways_uoa_skipped() {
     let mut h = Harness::new(l2_dual());
+    // ipo mode (opp carries it over IPv6: `client_addr::uoa_opp_*`).
+    h.node.stage.uoa = crate::toa::UoaConfig {
+        mode: crate::toa::UoaMode::Ipo,
+        max_trail: 3,
+    };
     let id = h.add(fnat6(Proto::Udp));
     let q = from_client6().udp(CPORT, VPORT).payload(b"query").build();
     let want = to_rs6(L6).udp(LPORT, RPORT).payload(b"query").build();
@@ -100,7 +105,7 @@ fn ipv6_fnat_udp_both_ways_uoa_skipped() {
     let r = from_rs6(L6).udp(RPORT, LPORT).payload(b"answer").build();
     let want = to_client6().udp(VPORT, CPORT).payload(b"answer").build();
     h.expect(r, id, Dir::Out, 1, want);
-    // IPv6 has no UOA option: due, skipped, counted.
+    // IPv6 has no IPv4 option: due, skipped, counted (DPVS's ipo mode does the same).
     assert_eq!(h.node.stage.counters().uoa_skipped, 1);
 }
 
@@ -264,6 +269,10 @@ fn nat64_tcp_translates_headers_both_ways() {
 #[test]
 fn nat64_udp_uoa_and_a_missing_checksum_filled() {
     let mut h = Harness::new(l2_dual());
+    h.node.stage.uoa = crate::toa::UoaConfig {
+        mode: crate::toa::UoaMode::Ipo,
+        max_trail: 3,
+    };
     let id = h.add(nat64(Proto::Udp));
     let q = from_client6().udp(CPORT, VPORT).payload(b"query").build();
     let mut uoa = vec![31, 20];
