@@ -33,7 +33,7 @@
 //! | NAT | TCP, UDP | IPv6 | `family::ipv6_nat_and_dr` (with an extension header) | same |
 //! | SNAT | TCP | IPv4 | `family::snat_rewrites_the_source_out_and_the_destination_back` | same |
 //! | DR | TCP | IPv4, IPv6 | `dr_rewrites_only_the_macs`, `family::ipv6_nat_and_dr` | -- |
-//! | TUNNEL | TCP | 4in4, 6in6, 6in4, 4in6 | `tunnel::ipip_copies_df_tos_and_id_with_ttl_64`, `tunnel::ip6ip6_and_6_over_4_and_4_in_6`; MTU: `tunnel::too_big_with_df_is_dropped_and_answered_with_frag_needed`, `tunnel::ipv6_too_big_is_answered_with_packet_too_big` | -- |
+//! | TUNNEL | TCP | 4in4, 6in6, 6in4, 4in6 | `tunnel::ipip_copies_df_tos_and_id_with_ttl_64`, `tunnel::ip6ip6_and_6_over_4_and_4_in_6`; MTU: `tunnel::too_big_with_df_is_dropped_and_answered_with_frag_needed`, `tunnel::ipv6_too_big_is_answered_with_packet_too_big`, `tunnel::ipip_without_df_over_the_mtu_goes_out_as_fragments` (RFC 791 fragments, byte for byte, reassembled), `tunnel::four_in_six_without_df_over_the_mtu_is_dropped_too_big` | -- |
 //! | ICMP errors | TCP, UDP quoted | IPv4 | `icmp_err::fnat_error_from_the_client_side_reaches_the_server`, `icmp_err::nat_errors_both_ways_and_udp` | `icmp_err::fnat_frag_needed_from_the_server_side_reaches_the_client` (whole and 8-byte quotes), `icmp_err::nat_errors_both_ways_and_udp` |
 //! | ICMPv6 errors | TCP quoted | IPv6 | -- (same code path as out) | `icmp_err::ipv6_packet_too_big_through_fnat` |
 //!
@@ -61,8 +61,9 @@
 //!
 //! Not done: ICMP errors across NAT64 (ICMP <-> ICMPv6, RFC 7915 4.2/5.2) and errors quoting
 //! ICMP queries (dropped `not_supported`); NAT/FNAT of ICMP echo (the balancer answers echo to
-//! its own addresses in [`arp`]); fragmenting a tunnelled packet without DF
-//! ([`XmitDrop::TooBig`]); DPVS's standalone UOA datagram (a UOA that does not fit is skipped,
+//! its own addresses in [`arp`]); fragmenting an outer IPv6 header
+//! (4-in-6 without DF over the MTU: [`XmitDrop::TooBig`]; IPv4 outer headers are fragmented, see
+//! [`tunnel`]); DPVS's standalone UOA datagram (a UOA that does not fit is skipped,
 //! counted `uoa_skipped` and left due, see [`toa`]); a translator identification for NAT64 packets of
 //! 1260 bytes or less (0, DF clear). SNAT's match-based services (source/destination
 //! ranges, interfaces) are matched by schedule and made by conn-new (rvs-core's `MatchSpec`);
@@ -128,8 +129,11 @@ rvs_core::labels! {
         NoHeadroom = ("no_headroom", "not enough headroom to grow the headers"),
         /// The encapsulated packet exceeds the output port's MTU and may not be fragmented.
         FragNeeded = ("frag_needed", "tunnelled packet exceeds the port MTU with DF set (RFC 1191)"),
-        /// The encapsulated packet exceeds the output port's MTU, DF clear: rvs fragments nothing.
-        TooBig = ("too_big", "tunnelled packet exceeds the port MTU (fragmenting is not done)"),
+        /// The encapsulated packet exceeds the output port's MTU, DF clear, and its outer header
+        /// is IPv6 (4-in-6), which rvs does not fragment (an IPv4 outer header is fragmented).
+        TooBig = ("too_big", "4-in-6 tunnelled packet without DF exceeds the port MTU (outer IPv6 not fragmented)"),
+        /// The pool ran dry while fragmenting a tunnelled packet.
+        FragFailed = ("frag_failed", "no buffer for a fragment of a tunnelled packet"),
         /// An ICMP error with no counterpart in the other family (RFC 7915 4.2 / 5.2 drop it).
         IcmpUntranslatable = ("icmp_untranslatable", "ICMP error with no counterpart across NAT64 (RFC 7915: dropped)"),
     }
@@ -147,7 +151,7 @@ impl DropReason for XmitDrop {
             XmitDrop::NotSupported => Cause::NotSupported,
             XmitDrop::NoRoute | XmitDrop::NoNeighbor | XmitDrop::NeighUnresolved => Cause::NoRoute,
             XmitDrop::NeighQueueFull => Cause::Resource,
-            XmitDrop::NoHeadroom => Cause::Resource,
+            XmitDrop::NoHeadroom | XmitDrop::FragFailed => Cause::Resource,
         }
     }
 }
@@ -187,6 +191,8 @@ pub struct Sent {
     pub encap: bool,
     /// An ICMP error translated with its quoted packet.
     pub icmp_err: bool,
+    /// TUNNEL: the encapsulated IPv4 packet is to be cut into fragments for this MTU (0: no).
+    pub frag_mtu: u16,
 }
 
 impl Sent {
@@ -203,6 +209,7 @@ impl Sent {
             nat64: false,
             encap: false,
             icmp_err: false,
+            frag_mtu: 0,
         }
     }
 }
@@ -250,6 +257,10 @@ pub struct XmitCounters {
     /// ICMP fragmentation-needed / packet-too-big errors sent for packets too big for a
     /// tunnel.
     pub frag_needed_sent: u64,
+    /// Tunnelled IPv4 packets without DF sent as fragments.
+    pub fragmented: u64,
+    /// Fragments those were cut into.
+    pub fragments: u64,
 }
 
 impl XmitCounters {
@@ -296,6 +307,8 @@ impl XmitCounters {
         self.uoa_sent += o.uoa_sent;
         self.uoa_skipped += o.uoa_skipped;
         self.frag_needed_sent += o.frag_needed_sent;
+        self.fragmented += o.fragmented;
+        self.fragments += o.fragments;
     }
 }
 
@@ -310,6 +323,8 @@ pub struct Xmit {
     resolver: Option<neigh::Resolver>,
     /// UOA mode and trail ([`Xmit::with_uoa`]).
     uoa: toa::UoaConfig,
+    /// Identification sequence of fragmented tunnel packets (12 bits; see [`tunnel`]).
+    frag_seq: u16,
 }
 
 impl Xmit {
@@ -321,6 +336,7 @@ impl Xmit {
             counters: XmitCounters::default(),
             resolver: None,
             uoa: toa::UoaConfig::default(),
+            frag_seq: 0,
         }
     }
     /// Carry UOA as `uoa` says (DPVS's `uoa_mode` and `uoa_max_trail`; default opp, 3).
@@ -398,6 +414,24 @@ fn send_frag_needed<M: Mbuf, N: rvs_core::label::Label>(
     }
 }
 
+/// Cut a tunnelled packet into fragments as its tunnel asked ([`tunnel::fragment_v4`]), with
+/// the next identification of this lcore, counting; the last fragment stays in `p`.
+pub(crate) fn fragment<M: Mbuf, N: rvs_core::label::Label>(
+    p: &mut Packet<M>,
+    s: &Sent,
+    seq: &mut u16,
+    lcore: u16,
+    c: &mut XmitCounters,
+    out: &mut Out<'_, M, N, XmitDrop>,
+) -> Result<(), XmitDrop> {
+    let ident = (*seq << 4) | (lcore & 0xf);
+    *seq = seq.wrapping_add(1) & 0x0fff;
+    let n = tunnel::fragment_v4(p, s.frag_mtu as usize, ident, s.port, out)?;
+    c.fragmented += 1;
+    c.fragments += n as u64;
+    Ok(())
+}
+
 pub(crate) fn set_macs(data: &mut [u8], nh: &NextHop) -> Result<(), XmitDrop> {
     let mut eth = EthernetFrame::new_checked(data).map_err(|_| XmitDrop::Invalid)?;
     eth.set_src(nh.src_mac);
@@ -439,6 +473,12 @@ impl<M: Mbuf + 'static> Stage<M> for Xmit {
             };
             match xmit_one_ext(l2, conn, &mut p, self.uoa) {
                 Ok(s) => {
+                    if s.frag_mtu != 0
+                        && let Err(r) = fragment(&mut p, &s, &mut self.frag_seq, cx.lcore, &mut c, out)
+                    {
+                        out.drop(r, p);
+                        continue;
+                    }
                     c.add(&s);
                     out.tx(s.port, p);
                 }

@@ -658,6 +658,12 @@ pub(crate) fn service<M: Mbuf + 'static>(x: &mut Xmit, cx: &StageCx<'_>, out: &m
                 };
                 match xmit_one(l2, conn, &mut p, x.uoa) {
                     Ok(s) => {
+                        if s.frag_mtu != 0
+                            && let Err(r) = crate::fragment(&mut p, &s, &mut x.frag_seq, cx.lcore, &mut xc, out)
+                        {
+                            out.drop(r, p);
+                            continue;
+                        }
                         xc.add(&s);
                         res.counters.released += 1;
                         out.emit_tx(s.port, p);

@@ -21,15 +21,35 @@
 //! limit 64. The inner packet is not changed at all (its TTL included, as IPVS and DPVS do).
 //!
 //! MTU: the outer header costs 20 (IPv4) or 40 (IPv6) bytes. A result larger than the output
-//! port's MTU ([`L2::mtu`]) is dropped: with DF set (or inner IPv6) as
-//! [`XmitDrop::FragNeeded`], and xmit sends the client an ICMP fragmentation-needed / packet
-//! too big carrying the MTU minus the tunnel overhead (RFC 1191, RFC 8201), so its path MTU
-//! discovery converges; without DF as [`XmitDrop::TooBig`] (rvs fragments nothing).
+//! port's MTU ([`L2::mtu`]):
+//!
+//! - with DF set (or inner IPv6) is dropped as [`XmitDrop::FragNeeded`], and xmit sends the
+//!   client an ICMP fragmentation-needed / packet too big carrying the MTU minus the tunnel
+//!   overhead (RFC 1191, RFC 8201), so its path MTU discovery converges;
+//! - with an IPv4 outer header and DF clear is sent as IPv4 fragments (RFC 791 section 3.2,
+//!   what DPVS's `ipv4_output` does through `ipv4_fragment` in `src/ipv4_frag.c`): each
+//!   fragment a copy of the outer header with its own total length, MF on all but the last,
+//!   the offset in 8-byte units, the header checksum recomputed; every fragment but the last
+//!   carries a multiple of 8 bytes of the inner packet, as much as the MTU allows. The first
+//!   fragments are new buffers from the stage's pool ([`fragment_v4`], sent in order before
+//!   the last), the last is the original buffer with the data in front of it removed. A
+//!   fragmented datagram gets an identification of its own (RFC 6864 section 4.1: a
+//!   non-atomic datagram's identification must be unique for its source, destination and
+//!   protocol): a per-lcore counter in the high 12 bits, the lcore's low 4 bits in the low
+//!   ones, so lcores sharing a source address do not collide (up to 16 lcores, 4096
+//!   datagrams per lcore before a value repeats). Counted (`fragmented`, `fragments`); an
+//!   empty pool mid-way drops the datagram ([`XmitDrop::FragFailed`]).
+//! - with an IPv6 outer header and an inner IPv4 packet without DF (4-in-6) is dropped as
+//!   [`XmitDrop::TooBig`]: IPv6 routers never fragment and rvs does not fragment the outer
+//!   IPv6 packet itself (RFC 2473 section 7.1 would let a tunnel entry point do so, with a
+//!   fragment header); a packet too big for ip6ip6 or 6-over-4 is answered with a packet
+//!   too big, as above.
 
 use rvs_conn::Conn;
 use rvs_core::addr::Addr;
+use rvs_core::label::Label;
 use rvs_core::mbuf::Mbuf;
-use rvs_core::stage::Packet;
+use rvs_core::stage::{Out, Packet};
 use rvs_core::wire::ipv4::Ipv4Packet;
 use rvs_core::wire::ipv6::Ipv6Packet;
 
@@ -77,11 +97,14 @@ pub(crate) fn xmit_tunnel<M: Mbuf>(
     };
     if inner_len + outer_len > mtu {
         let inner_mtu = (mtu - outer_len) as u16;
-        return Err(if df {
-            (XmitDrop::FragNeeded, Some(TooBig { inner_mtu }))
-        } else {
-            (XmitDrop::TooBig, None)
-        });
+        if df {
+            return Err((XmitDrop::FragNeeded, Some(TooBig { inner_mtu })));
+        }
+        if outer_v6 || mtu < V4_HDR + 8 {
+            return Err(e(XmitDrop::TooBig));
+        }
+        // Encapsulated whole here; the stage cuts it into fragments (it has the pool).
+        sent.frag_mtu = mtu as u16;
     }
     if !p.mbuf.insert_front(h.l3, outer_len) {
         return Err(e(XmitDrop::NoHeadroom));
@@ -123,6 +146,78 @@ pub(crate) fn xmit_tunnel<M: Mbuf>(
     m.l3_len = (outer_len + inner_len) as u16;
     m.ttl = OUTER_TTL;
     Ok(())
+}
+
+/// Cut the encapsulated IPv4 packet `p` (outer header without options at `p.meta.l3_off`,
+/// as [`xmit_tunnel`] builds it, DF clear) into fragments that fit `mtu`, with
+/// identification `ident`. Every fragment but the last is a new buffer from the pool, sent
+/// on `port` through `out` in order; `p` becomes the last (the caller sends it). Returns the
+/// number of fragments; [`XmitDrop::FragFailed`] when the pool runs dry (fragments already
+/// sent are lost with the datagram, as any lost fragment loses it).
+pub fn fragment_v4<M: Mbuf, N: Label>(
+    p: &mut Packet<M>,
+    mtu: usize,
+    ident: u16,
+    port: u16,
+    out: &mut Out<'_, M, N, XmitDrop>,
+) -> Result<u32, XmitDrop> {
+    let l3 = p.meta.l3_off as usize;
+    let hdr_end = l3 + V4_HDR;
+    let total = {
+        let d = p.mbuf.data();
+        let ip = Ipv4Packet::new_checked(d.get(l3..).ok_or(XmitDrop::Invalid)?).map_err(|_| XmitDrop::Invalid)?;
+        if ip.header_len() != V4_HDR || ip.dont_frag() || ip.more_frags() || ip.frag_offset() != 0 {
+            return Err(XmitDrop::Invalid);
+        }
+        ip.total_len() as usize
+    };
+    if total < V4_HDR || l3 + total > p.mbuf.len() || mtu < V4_HDR + 8 {
+        return Err(XmitDrop::Invalid);
+    }
+    let payload = total - V4_HDR;
+    // RFC 791: every fragment but the last carries a multiple of 8 bytes.
+    let chunk = (mtu - V4_HDR) & !7;
+    let n = payload.div_ceil(chunk).max(1);
+    let last_off = (n - 1) * chunk;
+    for k in 0..n - 1 {
+        let Some(mut buf) = out.alloc() else {
+            return Err(XmitDrop::FragFailed);
+        };
+        let off = k * chunk;
+        let len = hdr_end + chunk;
+        let Some(dst) = buf.append(len) else {
+            out.free(buf);
+            return Err(XmitDrop::FragFailed);
+        };
+        let src = p.mbuf.data();
+        dst[..hdr_end].copy_from_slice(&src[..hdr_end]);
+        dst[hdr_end..].copy_from_slice(&src[hdr_end + off..hdr_end + off + chunk]);
+        set_frag_header(&mut dst[l3..hdr_end], chunk, ident, true, off);
+        out.emit_tx(port, Packet::new(buf));
+    }
+    // The original buffer becomes the last fragment: the data in front of it goes, the
+    // Ethernet and outer headers move forward over it; anything after the datagram goes.
+    let last_len = payload - last_off;
+    if !p.mbuf.remove_front(hdr_end, last_off) {
+        return Err(XmitDrop::Invalid);
+    }
+    let extra = p.mbuf.len() - (hdr_end + last_len);
+    if extra > 0 && !p.mbuf.trim(extra) {
+        return Err(XmitDrop::Invalid);
+    }
+    set_frag_header(&mut p.mbuf.data_mut()[l3..hdr_end], last_len, ident, false, last_off);
+    p.meta.l3_len = (V4_HDR + last_len) as u16;
+    Ok(n as u32)
+}
+
+/// Fill the per-fragment fields of an outer IPv4 header: total length, identification,
+/// MF and offset (in 8-byte units), then the header checksum.
+fn set_frag_header(hdr: &mut [u8], len: usize, ident: u16, more: bool, off: usize) {
+    let mut ip = Ipv4Packet::new_unchecked(hdr);
+    ip.set_total_len((V4_HDR + len) as u16);
+    ip.set_ident(ident);
+    ip.set_frag(false, more, off as u16);
+    ip.fill_checksum();
 }
 
 /// The outer source a tunnel to `rs` would use (for tests and `rvsctl`).
