@@ -22,8 +22,15 @@
 //!    included: schedule sends those to the host path.
 //!
 //! The service's timeouts are found through `cx.snapshot.services[conn.svc]` when the snapshot
-//! is the one the connection was made under, or when the service at that index still has the
-//! connection's protocol, VIP and port; otherwise (the service is gone) DPVS's defaults apply.
+//! is the one the connection was made under. Under a newer snapshot the connection is re-homed
+//! once, on its first packet: its service is the one that still holds its destination (the
+//! control plane keeps destination ids stable across reloads, and an id belongs to one service,
+//! so a service that moved to another index, match services included, is found again), or else
+//! the service at the old index when it still has the connection's protocol, VIP and port; the
+//! connection's service index and generation are updated, so later packets take the direct path.
+//! When neither holds (the service, or the destination, was removed) DPVS's defaults apply,
+//! `service_gone` counts it, and the connection is marked as having no service under that
+//! snapshot (so its later packets do not search again).
 //!
 //! The connection table is borrowed once per vector. Nothing is allocated per packet.
 //!
@@ -68,7 +75,7 @@ use rvs_conn::{LcoreConns, OwnerTable, SaPool, SharedConns, TcpState, Tuple};
 use rvs_core::addr::{Af, Proto};
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::Dir;
-use rvs_core::service::{Snapshot, Timeouts};
+use rvs_core::service::{Service, Snapshot, Timeouts};
 use rvs_core::stage::{Out, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
 use rvs_core::wire::ipv4::Ipv4Packet;
@@ -149,6 +156,9 @@ pub struct LookupCounters {
     pub state_changes: u64,
     /// Hits whose service is gone from the snapshot (DPVS default timeouts applied).
     pub service_gone: u64,
+    /// Connections re-homed to their service's index in a newer snapshot (once each per
+    /// snapshot change).
+    pub rehomed: u64,
 }
 
 impl LookupCounters {
@@ -163,6 +173,7 @@ impl LookupCounters {
         self.icmp_err_redirected += o.icmp_err_redirected;
         self.state_changes += o.state_changes;
         self.service_gone += o.service_gone;
+        self.rehomed += o.rehomed;
     }
 }
 
@@ -212,17 +223,46 @@ impl TraceRing {
     }
 }
 
-/// The timeouts of connection `c`'s service in `snap` (see the crate doc); `None` when the
-/// service is gone.
+/// The index of connection `c`'s service in `snap` (see the crate doc); `None` when the
+/// service is gone. `Some((index, moved))`: `moved` when the index or generation differs from
+/// the connection's and should be re-homed.
 #[inline]
-fn service_timeouts<'a>(snap: &'a Snapshot, c: &rvs_conn::Conn) -> Option<&'a Timeouts> {
-    let svc = snap.services.get(c.svc as usize)?;
-    let same = snap.generation == c.generation
-        || (svc.key.proto == c.in_tuple.proto
-            && svc.key.vip == c.in_tuple.daddr
-            && (svc.key.port == c.in_tuple.dport || svc.key.port == 0));
-    same.then_some(&svc.timeouts)
+fn service_of(snap: &Snapshot, c: &rvs_conn::Conn) -> Option<(u32, bool)> {
+    if snap.generation == c.generation {
+        return snap.services.get(c.svc as usize).map(|_| (c.svc, false));
+    }
+    service_moved(snap, c)
 }
+
+/// The slow path of [`service_of`], taken once per connection and snapshot change.
+#[cold]
+fn service_moved(snap: &Snapshot, c: &rvs_conn::Conn) -> Option<(u32, bool)> {
+    let holds = |s: &Service| s.dest_by_id(c.dest).is_some();
+    if let Some(s) = snap.services.get(c.svc as usize)
+        && holds(s)
+    {
+        return Some((c.svc, true));
+    }
+    if let Some(i) = snap.services.iter().position(|s| holds(s)) {
+        return Some((i as u32, true));
+    }
+    let same_key = |s: &Service| {
+        !s.key.is_match()
+            && s.key.proto == c.in_tuple.proto
+            && s.key.vip == c.in_tuple.daddr
+            && (s.key.port == c.in_tuple.dport || s.key.port == 0)
+    };
+    if let Some(s) = snap.services.get(c.svc as usize)
+        && same_key(s)
+    {
+        return Some((c.svc, true));
+    }
+    snap.services.iter().position(|s| same_key(s)).map(|i| (i as u32, true))
+}
+
+/// The service index a connection whose service is gone is re-homed to: no service has it,
+/// so later packets under the same snapshot find none at once instead of searching again.
+const SERVICE_GONE: u32 = u32::MAX;
 
 impl Lookup {
     /// A lookup stage over this lcore's connections.
@@ -360,12 +400,21 @@ impl Lookup {
         tr.tuple = t;
         match conns.lookup(&t) {
             Some((id, dir)) => {
-                let (before, timeouts) = match conns.conn(id) {
+                let (before, timeouts) = match conns.conn_mut(id) {
                     Some(conn) => (
                         conn.state,
-                        match service_timeouts(cx.snapshot, conn) {
-                            Some(to) => to,
+                        match service_of(cx.snapshot, conn) {
+                            Some((i, moved)) => {
+                                if moved {
+                                    conn.svc = i;
+                                    conn.generation = cx.snapshot.generation;
+                                    c.rehomed += 1;
+                                }
+                                &cx.snapshot.services[i as usize].timeouts
+                            }
                             None => {
+                                conn.svc = SERVICE_GONE;
+                                conn.generation = cx.snapshot.generation;
                                 c.service_gone += 1;
                                 &Timeouts::DPVS
                             }
@@ -750,6 +799,81 @@ mod tests {
         assert_eq!(go(&snapshot(6, 80, 4321), &mut node), 4321);
         // A later snapshot where index 0 is another service: DPVS's default, counted.
         assert_eq!(go(&snapshot(7, 443, 999), &mut node), Timeouts::DPVS.established);
+        assert_eq!(node.stage.counters().service_gone, 1);
+    }
+
+    /// Services in this order, each (port, established timeout, destination ids it holds).
+    fn services(generation: u64, list: &[(u16, u32, &[u32])]) -> Snapshot {
+        use rvs_core::service::{Dest, Service, ServiceKey};
+        let svcs = list
+            .iter()
+            .map(|&(port, established, ids)| {
+                let key = ServiceKey {
+                    proto: Proto::Tcp,
+                    vip: VIP,
+                    port,
+                };
+                let mut svc = Service::new(key, Forward::Fnat, Arc::new(NoSched));
+                svc.local_addrs = vec![LADDR].into();
+                svc.timeouts.established = established;
+                svc.dests = ids
+                    .iter()
+                    .map(|&i| {
+                        let mut d = Dest::new(DestId(i), RS, 8000 + i as u16);
+                        d.fwd = Forward::Fnat;
+                        d
+                    })
+                    .collect();
+                svc
+            })
+            .collect();
+        Snapshot::build(generation, 1, Default::default(), svcs).unwrap()
+    }
+
+    #[test]
+    fn a_connection_follows_its_service_to_a_new_index_after_a_reload() {
+        let conns = shared(0, 1);
+        let mut c = fnat_conn(40000, 2000); // destination id 1
+        c.svc = 0;
+        c.generation = 5;
+        c.state = TcpState::Established.number();
+        let id = conns.borrow_mut().insert(c, Now::from_secs(1)).unwrap();
+        let mut node = Node::new(Lookup::new(conns.clone()), 64);
+        let mut exits = Exits::new(1, 1, 64);
+        let mut pool = HeapPool::new(8);
+        let mut go = |snap: &Snapshot, node: &mut Node<HeapMbuf, Lookup>| {
+            let mut input = PacketVec::with_capacity(4);
+            input.push(pkt(CLIENT, 40000, VIP, 80, ACK)).unwrap();
+            let cx = StageCx {
+                now: Now::from_secs(2),
+                lcore: 0,
+                snapshot: snap,
+            };
+            node.run(&cx, &mut input, &mut exits, &mut pool);
+            node.queue(LookupNext::Hit).drain().count();
+            let k = conns.borrow().conn(id).cloned().unwrap();
+            (k.timeout_secs, k.svc, k.generation)
+        };
+        assert_eq!(go(&services(5, &[(80, 1111, &[1, 2])]), &mut node), (1111, 0, 5));
+        // Reload: a new service put in front, the connection's service (same key, its
+        // destination still there, new timeout) now at index 1.
+        let moved = services(6, &[(443, 999, &[3]), (80, 2222, &[1, 2])]);
+        assert_eq!(go(&moved, &mut node), (2222, 1, 6));
+        assert_eq!(node.stage.counters().rehomed, 1);
+        // Later packets under the same snapshot take the direct path: no second re-homing.
+        assert_eq!(go(&moved, &mut node), (2222, 1, 6));
+        assert_eq!(node.stage.counters().rehomed, 1);
+        // Another reload moving it back to index 0 (matched by the destination it holds even
+        // though index 0 had another service in between).
+        assert_eq!(
+            go(&services(7, &[(80, 3333, &[1]), (443, 999, &[3])]), &mut node),
+            (3333, 0, 7)
+        );
+        assert_eq!(node.stage.counters().rehomed, 2);
+        assert_eq!(node.stage.counters().service_gone, 0);
+        // The destination removed and the service's key gone: DPVS's default, counted.
+        let gone = services(8, &[(443, 999, &[3])]);
+        assert_eq!(go(&gone, &mut node).0, Timeouts::DPVS.established);
         assert_eq!(node.stage.counters().service_gone, 1);
     }
 
