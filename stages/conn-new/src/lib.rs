@@ -11,7 +11,9 @@
 //! 3. FNAT (and SNAT by VIP) take a local address (round-robin over the service's local
 //!    addresses, per lcore; SNAT through a match service: the chosen destination, see below)
 //!    and a local port from this lcore's share of the port space (DPVS's sa_pool, so
-//!    replies to that port reach this lcore); none left is a drop with the resource cause.
+//!    replies to that port reach this lcore), drawn from the pool of the connection's real
+//!    server, so one local port serves several real servers at once; none left is a drop
+//!    with the resource cause.
 //! 4. Both tuples are filled per forwarding mode ([`rvs_conn::Conn::out_tuple_for`]); FNAT's
 //!    sequence delta comes from a keyed hash of the local and real-server addresses and ports,
 //!    as DPVS's `tcp_in_init_seq` does with `tcp_secure_sequence_number`.
@@ -39,9 +41,10 @@
 //! address:local port, and xmit rewrites the source outbound and the destination back
 //! (`rvs_xmit`'s SNAT row). The destination's counters and `max_conn` count the flows using
 //! that source address. No address or port left on it is a drop (`no_local_port`, resource).
-//! A SNAT service keyed by VIP (no match) keeps the FNAT-like path of the other rows. DPVS's
-//! sharing of one local port among different outside servers is not done (see
-//! `rvs_conn::sapool`): a port is held for the connection's life.
+//! A SNAT service keyed by VIP (no match) keeps the FNAT-like path of the other rows. As in
+//! DPVS, one local port serves different outside servers at once: the port comes from the
+//! pool of the connection's real server (its address and port, see `rvs_conn::sapool`), so
+//! a source address carries more than 64k flows across outside servers.
 //!
 //! **ICMP echo** (DPVS's `icmp_conn_sched` chose the destination): the echo identifier is
 //! the flow's "port" on both sides (parse puts it in `sport` and `dport`). NAT, DR and TUNNEL
@@ -284,8 +287,17 @@ impl<M: Mbuf> Stage<M> for ConnNew {
             };
             let fwd = dest.fwd;
             let snat_match = svc.matcher.is_some() && fwd == Forward::Snat;
+            // SNAT through a match service: the packet's own destination is the "real
+            // server"; the chosen destination was the source address.
+            let (raddr, rport) = if snat_match {
+                (tuple.daddr, tuple.dport)
+            } else {
+                (dest.addr, dest.port)
+            };
+            // The local port comes from the pool of this real server (DPVS's sa_pool_hash).
+            let (kaddr, kport) = rvs_conn::SaPool::pool_key(tuple.proto, raddr, rport);
             let (laddr, lport) = match fwd {
-                Forward::Snat if snat_match => match conns.ports().take(dest.addr) {
+                Forward::Snat if snat_match => match conns.ports().take(dest.addr, kaddr, kport) {
                     Some(port) => (dest.addr, port),
                     None => {
                         unreserve(&mut conns);
@@ -299,7 +311,7 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                     let mut found = None;
                     for k in 0..n {
                         let l = svc.local_addrs[(*next as usize + k) % n];
-                        if let Some(port) = conns.ports().take(l) {
+                        if let Some(port) = conns.ports().take(l, kaddr, kport) {
                             *next = ((*next as usize + k + 1) % n) as u32;
                             found = Some((l, port));
                             break;
@@ -315,13 +327,6 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                     }
                 }
                 Forward::Nat | Forward::Dr | Forward::Tunnel => (tuple.saddr, tuple.sport),
-            };
-            // SNAT through a match service: the packet's own destination is the "real
-            // server"; the chosen destination was the source address.
-            let (raddr, rport) = if snat_match {
-                (tuple.daddr, tuple.dport)
-            } else {
-                (dest.addr, dest.port)
             };
             // ICMP echo: the identifier stands for both ports (parse puts it in both), so the
             // real server's reply carries, as both, the identifier it was sent: the client's
@@ -357,7 +362,7 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 conn.flags.set(ConnFlags::BOUND);
             } else if !conns.bind_dest(&mut conn, dest) {
                 if matches!(fwd, Forward::Fnat | Forward::Snat) {
-                    conns.ports().release(laddr, lport);
+                    conns.ports().release(laddr, lport, kaddr, kport);
                 }
                 out.drop(ConnNewDrop::Overload, p);
                 continue;
@@ -367,7 +372,7 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                 Ok(id) => id,
                 Err(e) => {
                     if matches!(fwd, Forward::Fnat | Forward::Snat) {
-                        conns.ports().release(laddr, lport);
+                        conns.ports().release(laddr, lport, kaddr, kport);
                     }
                     conns.loads().dec(dest.id, Counter::Inactive);
                     conns.loads().relieve(dest, snap.lcores);
@@ -675,9 +680,9 @@ mod tests {
         let mut s = setup(16);
         let first = run(&mut s, &snap, vec![outgoing(1)]);
         assert_eq!(first.len(), 1);
-        // Take every other port of the address, as if other flows held them.
+        // Take every other port of the address toward FAR:443, as if other flows held them.
         let mut held = Vec::new();
-        while let Some(p) = s.conns.borrow_mut().ports().take(SNAT_IP) {
+        while let Some(p) = s.conns.borrow_mut().ports().take(SNAT_IP, FAR, 443) {
             held.push(p);
         }
         let out = run(&mut s, &snap, vec![outgoing(2)]);
@@ -685,7 +690,7 @@ mod tests {
         assert_eq!(s.node.stats().report().dropped("no_local_port"), 1);
         assert_eq!(s.loads.get(DestId(3)).inactive, 1, "the refused flow was never counted");
         // One port back: the next flow gets exactly that one.
-        s.conns.borrow_mut().ports().release(SNAT_IP, held[0]);
+        s.conns.borrow_mut().ports().release(SNAT_IP, held[0], FAR, 443);
         let out = run(&mut s, &snap, vec![outgoing(3)]);
         let lport = s.conns.borrow().conn(out[0].conn).unwrap().lport();
         assert_eq!(lport, held[0]);
@@ -693,7 +698,7 @@ mod tests {
         let mut conns = s.conns.borrow_mut();
         let n = conns.expire(Now::from_secs(10_000), 64, &snap);
         assert_eq!(n, 2);
-        assert_eq!(conns.ports().available(SNAT_IP), 2);
+        assert_eq!(conns.ports().available_for(SNAT_IP, FAR, 443), 2);
         assert_eq!(conns.ports().bad_releases, 0);
         assert_eq!(s.loads.get(DestId(3)).inactive, 0);
     }

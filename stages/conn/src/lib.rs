@@ -13,7 +13,8 @@
 //! - [`owner`]: [`OwnerTable`], which lcore owns a connection, for all lcores (DPVS's
 //!   `dp_vs_redirect`), where neither the device nor the local port can say;
 //! - [`sapool`]: the FNAT/SNAT local ports of one lcore (DPVS's `sa_pool`), partitioned so the
-//!   port of a reply names the lcore that owns its connection.
+//!   port of a reply names the lcore that owns its connection, one pool per real-server hash so
+//!   a port serves several real servers at once.
 //!
 //! A connection refers to its destination by stable [`rvs_core::service::DestId`], service
 //! index and snapshot generation, never by a reference count bumped per packet. Nothing here
@@ -28,6 +29,7 @@
 //! | refreshed connections live, idle ones expire within timeout + jitter + 1 tick | `tests/table.rs::timer_*` |
 //! | TCP state, timeout and active/inactive counters per packet (full and input-only tables) | `tests/states.rs` |
 //! | local ports partitioned by lcore, exhaustion, FIFO reuse | `sapool::tests` |
+//! | one local port toward several real servers (a pool per real-server hash, as DPVS's `sa_pool_hash`): 4 x 64511 connections on one local address, no 5-tuple reused; model-checked take/release | `sapool::tests::one_local_address_carries_more_than_64k_connections_across_real_servers`, `sapool::tests::takes_and_releases_against_a_model`, `tests/sapool.rs::more_than_64k_fnat_connections_on_one_local_address` |
 //! | no allocation in lookup/insert/on_packet/expire | `tests/alloc.rs` |
 //! | templates: key by masked client, found by a second client of the group, race between lcores | `persist::tests::insert_find_and_race` |
 //! | a template expires `timeout` after its last connection, never while one uses it | `persist::tests::expiry_waits_for_the_last_connection`, `tests/persist.rs` |

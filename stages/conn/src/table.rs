@@ -622,7 +622,8 @@ impl LcoreConns {
         let c = &self.slots[i].conn;
         if matches!(c.fwd, Forward::Fnat | Forward::Snat) {
             let (laddr, lport) = (c.laddr(), c.lport());
-            self.ports.release(laddr, lport);
+            let (raddr, rport) = SaPool::pool_key(c.in_tuple.proto, c.daddr(), c.dport());
+            self.ports.release(laddr, lport, raddr, rport);
         }
         let h = std::mem::replace(&mut self.slots[i].conn.template, NO_TEMPLATE);
         if h != NO_TEMPLATE

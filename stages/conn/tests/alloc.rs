@@ -50,7 +50,7 @@ fn table_operations_allocate_nothing() {
         let mut ids = [0u32; 4000];
         for (i, slot) in ids.iter_mut().enumerate() {
             let mut c = conn(i as u32);
-            let lport = t.ports().take(laddr).expect("port");
+            let lport = t.ports().take(laddr, Addr::v4([198, 18, 1, 11]), 8080).expect("port");
             c.out_tuple.dport = lport;
             *slot = t.insert(c, Now::from_secs(1)).expect("insert");
         }

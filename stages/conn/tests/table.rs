@@ -195,7 +195,7 @@ fn expiry_releases_local_port_and_counters() {
     let laddr = Addr::v4([198, 18, 1, 1]);
     t.ports().add_laddr(laddr);
     let owned = t.ports().available(laddr);
-    let lport = t.ports().take(laddr).unwrap();
+    let lport = t.ports().take(laddr, Addr::v4([198, 18, 1, 11]), 8080).unwrap();
     let inb = nat_conn(Proto::Tcp, 1, 1234).in_tuple;
     let mut c = Conn {
         in_tuple: inb,

@@ -55,7 +55,10 @@ fn a_vector_allocates_nothing() {
             sport: 1000 + i,
             dport: 80,
         };
-        let lport = table.ports().take(laddr).expect("port");
+        let lport = table
+            .ports()
+            .take(laddr, Addr::v4([198, 18, 1, 11]), 8080)
+            .expect("port");
         let c = Conn {
             in_tuple: inb,
             out_tuple: Conn::out_tuple_for(Forward::Fnat, &inb, Addr::v4([198, 18, 1, 11]), 8080, laddr, lport),
