@@ -296,6 +296,14 @@ pub fn load(l: Load) -> [u8; LOAD_SIZE] {
 #[inline(always)]
 pub fn flow(f: &Flow<'_>, rand: u64) -> [u8; FLOW_SIZE] {
     let mut b = [0u8; FLOW_SIZE];
+    fill_flow(&mut b, f, rand);
+    b
+}
+
+/// Encode the flow record into `b` (every byte written: payload bytes past `payload_len` are
+/// zeroed).
+#[inline(always)]
+fn fill_flow(b: &mut [u8; FLOW_SIZE], f: &Flow<'_>, rand: u64) {
     b[0..16].copy_from_slice(&f.saddr.octets());
     b[16..32].copy_from_slice(&f.daddr.octets());
     b[32..34].copy_from_slice(&f.sport.to_le_bytes());
@@ -307,9 +315,42 @@ pub fn flow(f: &Flow<'_>, rand: u64) -> [u8; FLOW_SIZE] {
     };
     let n = f.payload.len().min(16);
     b[38..40].copy_from_slice(&(n as u16).to_le_bytes());
-    b[40..40 + n].copy_from_slice(&f.payload[..n]);
+    let mut payload = [0u8; 16];
+    if n != 0 {
+        payload[..n].copy_from_slice(&f.payload[..n]);
+    }
+    b[40..56].copy_from_slice(&payload);
     b[56..64].copy_from_slice(&rand.to_le_bytes());
-    b
+}
+
+/// Encode the flow record in place at `area` (the pick path: no intermediate copy). Does
+/// nothing when the record would not fit in `mem` (the area was checked when it was set).
+#[inline(always)]
+pub fn put_flow(mem: &mut [u8], area: usize, f: &Flow<'_>, rand: u64) {
+    let at = area + FLOW_OFF;
+    if let Some(dst) = mem.get_mut(at..at + FLOW_SIZE)
+        && let Ok(b) = <&mut [u8; FLOW_SIZE]>::try_from(dst)
+    {
+        fill_flow(b, f, rand);
+    }
+}
+
+/// The counter records of an area of `capacity` destinations, as one slice (`None` when
+/// they do not fit in `mem`).
+#[inline(always)]
+pub fn loads_mut(mem: &mut [u8], area: usize, capacity: usize) -> Option<&mut [u8]> {
+    let at = area + loads_off(capacity);
+    mem.get_mut(at..at + capacity * LOAD_SIZE)
+}
+
+/// Write counter record `i` into the slice [`loads_mut`] returned.
+#[inline(always)]
+pub fn set_load(loads: &mut [u8], i: usize, l: Load) {
+    if let Some(dst) = loads.get_mut(i * LOAD_SIZE..(i + 1) * LOAD_SIZE)
+        && let Ok(b) = <&mut [u8; LOAD_SIZE]>::try_from(dst)
+    {
+        *b = load(l);
+    }
 }
 
 /// Write the header and the flow record at `area`.

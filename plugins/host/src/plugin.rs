@@ -484,31 +484,35 @@ impl Live {
     }
 
     /// Mirror the counters that changed since the last pick (all of them when the load
-    /// table is new to us or we fell behind its change log).
+    /// table is new to us or we fell behind its change log), then write the flow record:
+    /// one borrow of the plugin's memory for both.
     #[inline]
-    fn sync_loads(&mut self, svc: &Service, loads: &LoadTable, slots: &[u32]) {
+    fn sync_loads_and_flow(&mut self, svc: &Service, loads: &LoadTable, slots: &[u32], flow: &Flow<'_>, rand: u64) {
         let key = loads as *const LoadTable as usize;
         let (area, cap) = (self.area, self.cap);
         let mem = self.memory.data_mut(&mut self.store);
-        let all = |mem: &mut [u8]| {
-            for (i, d) in svc.dests.iter().enumerate() {
-                abi::write_load(mem, area, cap, i, &abi::load(loads.get(d.id)));
-            }
-        };
-        if self.loads_key != key {
-            all(mem);
-        } else {
-            let done = loads.changes_since(self.seq).for_each(|id| {
-                if let Some(&i) = slots.get(id.0 as usize)
-                    && i != u32::MAX
-                {
-                    abi::write_load(mem, area, cap, i as usize, &abi::load(loads.get(id)));
+        if let Some(recs) = abi::loads_mut(mem, area, cap) {
+            let all = |recs: &mut [u8]| {
+                for (i, d) in svc.dests.iter().enumerate() {
+                    abi::set_load(recs, i, loads.get(d.id));
                 }
-            });
-            if done.is_none() {
-                all(mem);
+            };
+            if self.loads_key != key {
+                all(recs);
+            } else {
+                let done = loads.changes_since(self.seq).for_each(|id| {
+                    if let Some(&i) = slots.get(id.0 as usize)
+                        && i != u32::MAX
+                    {
+                        abi::set_load(recs, i as usize, loads.get(id));
+                    }
+                });
+                if done.is_none() {
+                    all(recs);
+                }
             }
         }
+        abi::put_flow(mem, area, flow, rand);
         self.loads_key = key;
         self.seq = loads.seq();
     }
@@ -777,9 +781,7 @@ impl PluginScheduler {
         if !live.served {
             return Outcome::Fallback;
         }
-        live.sync_loads(cx.svc, cx.loads, &self.slots);
-        let rec = abi::flow(flow, self.rng.next_u64());
-        abi::write_flow(live.memory.data_mut(&mut live.store), live.area, &rec);
+        live.sync_loads_and_flow(cx.svc, cx.loads, &self.slots, flow, self.rng.next_u64());
         match self.bound {
             PickBound::Epoch(t) => live.store.set_epoch_deadline(t),
             PickBound::Fuel(f) => {
