@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use rvs_pipeline::config::Config;
+use rvs_pipeline::config::{Config, DestIds};
 use rvs_pipeline::replay::{Emitted, Engine};
 use rvs_testkit::builder::Pkt;
 use rvs_testkit::decode::decode_checked;
@@ -418,4 +418,88 @@ forward = "dr"
         placements[0], placements[2],
         "vector 256 placed flows differently from vector 1"
     );
+}
+
+/// A reload that puts another service in front of a connection's service (so the service's
+/// index changes) keeps the connection on its service's timeouts, the new ones.
+#[test]
+fn a_reload_that_moves_a_service_keeps_its_connections_on_its_timeouts() {
+    let text = |front: &str, timeouts: &str| {
+        format!(
+            r#"
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.1.1/24"]
+
+[[neighbor]]
+ip = "198.18.0.254"
+mac = "02:00:00:00:00:fe"
+[[neighbor]]
+ip = "198.18.1.11"
+mac = "02:00:00:00:01:11"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.18.0.254"
+{front}
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "rr"
+forward = "nat"
+{timeouts}
+
+[[service.dest]]
+ip = "198.18.1.11"
+port = 8080
+"#
+        )
+    };
+    let front = r#"
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 443
+scheduler = "rr"
+forward = "nat"
+
+[[service.dest]]
+ip = "198.18.1.11"
+port = 8443
+"#;
+    let secs = |s: f64| (s * 1e9) as u64;
+    let first = Config::parse("first.toml", &text("", "")).unwrap();
+    let second = Config::parse("second.toml", &text(front, "timeouts = { established = 5 }")).unwrap();
+    // Destination ids kept over the run, as the control plane keeps them across reloads.
+    let mut ids = DestIds::new(first.conn.dest_slots);
+    let snap1 = first.snapshot_with_ids(1, 1, &mut ids).unwrap();
+    let snap = second.snapshot_with_ids(2, 1, &mut ids).unwrap();
+    assert_eq!(snap.services[1].key.port, 80, "the port-80 service moved to index 1");
+    assert_eq!(snap.services[1].timeouts.established, 5);
+    assert_eq!(snap.services[1].dests[0].id, snap1.services[0].dests[0].id);
+
+    let mut e = Engine::new(&first, 32).unwrap();
+    e.publish(snap1);
+    let mut sent = 0;
+    let mut feed = |e: &mut Engine, at: f64, frame: Vec<u8>| {
+        e.feed(&[(secs(at), frame)], |x| {
+            sent += usize::from(x.port.is_some());
+            Ok(())
+        })
+        .unwrap();
+    };
+    feed(&mut e, 1.0, client(1, VIP, 80, SYN, 1));
+    feed(&mut e, 1.001, client(1, VIP, 80, ACK, 2));
+    assert_eq!(e.report().connections, 1);
+    e.publish(snap);
+    // A data packet under the new snapshot: the connection finds its service at index 1 and
+    // takes its 5-second established timeout (DPVS's default, 900 s, would keep it alive).
+    feed(&mut e, 2.0, client(1, VIP, 80, ACK, 2));
+    assert_eq!(sent, 3, "every packet of the connection forwarded");
+    e.advance(secs(4.0)).unwrap();
+    assert_eq!(e.report().connections, 1, "alive within its timeout");
+    e.advance(secs(10.0)).unwrap();
+    assert_eq!(e.report().connections, 0, "expired after the moved service's 5 s");
 }

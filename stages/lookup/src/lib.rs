@@ -23,11 +23,12 @@
 //!
 //! The service's timeouts are found through `cx.snapshot.services[conn.svc]` when the snapshot
 //! is the one the connection was made under. Under a newer snapshot the connection is re-homed
-//! once, on its first packet: its service is the one that still holds its destination (the
-//! control plane keeps destination ids stable across reloads, and an id belongs to one service,
-//! so a service that moved to another index, match services included, is found again), or else
-//! the service at the old index when it still has the connection's protocol, VIP and port; the
-//! connection's service index and generation are updated, so later packets take the direct path.
+//! once, on its first packet: its service is the one of its protocol and key (VIP, port) that
+//! still holds its destination (the control plane keeps destination ids stable across reloads,
+//! so a service that moved to another index is found again; for a match service, which has no
+//! key, the destination alone), or else the service with its key whose destination was
+//! removed; the connection's service index and generation are updated, so later packets take
+//! the direct path.
 //! When neither holds (the service, or the destination, was removed) DPVS's defaults apply,
 //! `service_gone` counts it, and the connection is marked as having no service under that
 //! snapshot (so its later packets do not search again).
@@ -237,27 +238,25 @@ fn service_of(snap: &Snapshot, c: &rvs_conn::Conn) -> Option<(u32, bool)> {
 /// The slow path of [`service_of`], taken once per connection and snapshot change.
 #[cold]
 fn service_moved(snap: &Snapshot, c: &rvs_conn::Conn) -> Option<(u32, bool)> {
-    let holds = |s: &Service| s.dest_by_id(c.dest).is_some();
-    if let Some(s) = snap.services.get(c.svc as usize)
-        && holds(s)
-    {
+    let t = &c.in_tuple;
+    let same_key =
+        |s: &Service| s.key.proto == t.proto && s.key.vip == t.daddr && (s.key.port == t.dport || s.key.port == 0);
+    // Holding the connection's destination id, and of the connection's protocol and key (a
+    // match service has no key to compare).
+    let fits =
+        |s: &Service| s.key.proto == t.proto && (s.key.is_match() || same_key(s)) && s.dest_by_id(c.dest).is_some();
+    let vip_key = |s: &Service| !s.key.is_match() && same_key(s);
+    let at = snap.services.get(c.svc as usize);
+    if at.is_some_and(|s| fits(s)) {
         return Some((c.svc, true));
     }
-    if let Some(i) = snap.services.iter().position(|s| holds(s)) {
+    if let Some(i) = snap.services.iter().position(|s| fits(s)) {
         return Some((i as u32, true));
     }
-    let same_key = |s: &Service| {
-        !s.key.is_match()
-            && s.key.proto == c.in_tuple.proto
-            && s.key.vip == c.in_tuple.daddr
-            && (s.key.port == c.in_tuple.dport || s.key.port == 0)
-    };
-    if let Some(s) = snap.services.get(c.svc as usize)
-        && same_key(s)
-    {
+    if at.is_some_and(|s| vip_key(s)) {
         return Some((c.svc, true));
     }
-    snap.services.iter().position(|s| same_key(s)).map(|i| (i as u32, true))
+    snap.services.iter().position(|s| vip_key(s)).map(|i| (i as u32, true))
 }
 
 /// The service index a connection whose service is gone is re-homed to: no service has it,
