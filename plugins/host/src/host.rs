@@ -77,6 +77,10 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Faults (all lcores of a service together) after which the plugin is disabled.
     pub max_faults: u32,
+    /// Faults add up toward `max_faults` only while each comes within this long of the one
+    /// before: after a quiet window the count starts again from zero, so a plugin that faults
+    /// rarely (a call cut short once in a while on a loaded core) is never disabled for it.
+    pub fault_window: Duration,
     /// First backoff before rebuilding a faulted instance; doubles per consecutive fault.
     pub backoff_min: Duration,
     /// Longest backoff.
@@ -92,6 +96,7 @@ impl Default for HostConfig {
             pool_instances: 256,
             cache_dir: None,
             max_faults: 8,
+            fault_window: Duration::from_secs(60),
             backoff_min: Duration::from_millis(1),
             backoff_max: Duration::from_secs(10),
         }

@@ -522,6 +522,8 @@ impl Live {
 #[derive(Debug, Default)]
 struct Shared {
     faults: AtomicU32,
+    /// When the last fault was counted (`Now` nanoseconds), for `fault_window`.
+    last_fault: AtomicU64,
     disabled: AtomicBool,
     disabled_events: AtomicU64,
     live: Mutex<Vec<Arc<Counters>>>,
@@ -719,6 +721,11 @@ impl PluginScheduler {
         self.retry_at = now.plus_nanos(self.backoff_ns);
         let max = self.host.cfg.backoff_max.as_nanos() as u64;
         self.backoff_ns = self.backoff_ns.saturating_mul(2).min(max.max(1));
+        let window = self.host.cfg.fault_window.as_nanos() as u64;
+        let last = self.shared.last_fault.swap(now.0, Relaxed);
+        if now.0.saturating_sub(last) > window {
+            self.shared.faults.store(0, Relaxed);
+        }
         let total = self.shared.faults.fetch_add(1, Relaxed) + 1;
         let disable = total >= self.host.cfg.max_faults && !self.shared.disabled.swap(true, Relaxed);
         if disable {

@@ -211,3 +211,36 @@ fn defer_is_counted_and_not_a_fault() {
         assert!((got[i] as f64 - want).abs() <= 1.0, "{got:?}");
     }
 }
+
+/// Faults spaced wider than `fault_window` (60 s by default) never add up to disabling the
+/// plugin; the same number close together does.
+#[test]
+fn rare_faults_do_not_disable_the_plugin() {
+    let Some(path) = example("bad_trap.wasm") else { return };
+    let f = fuel_host().load_file(&path, &[], native("wlc")).expect("bad_trap");
+    let svc = service(f.clone(), 8);
+    let loads = LoadTable::new(8);
+    let mut s = f.prepare(0, 1);
+    rvs_core::sched::Scheduler::refresh(&mut s, &svc);
+    let mut now = Now::from_secs(10);
+    let mut pick = |now: Now, i: u32| {
+        let c = cx(&svc, &loads, now);
+        rvs_core::sched::Scheduler::pick(&mut s, &c, &flow(i))
+    };
+    // Six faults 61 s apart (max_faults is 4): each rebuilt after its backoff, never disabled.
+    for i in 0..6 {
+        pick(now, i);
+        now = now.plus_secs(61);
+    }
+    let st = f.stats();
+    assert_eq!((st.trap, st.disabled), (6, 0), "{st:?}");
+    assert!(!f.is_disabled());
+    // Four within a few seconds (each after its backoff, at most 10 s): disabled.
+    for i in 0..4 {
+        pick(now, 10 + i);
+        now = now.plus_secs(11);
+    }
+    let st = f.stats();
+    assert_eq!((st.trap, st.disabled), (10, 1), "{st:?}");
+    assert!(f.is_disabled());
+}
