@@ -26,6 +26,13 @@
 //! take only traffic to no VIP, in the order written, the first match winning; the SNAT
 //! addresses and interface addresses are never matched as destinations, and nor is a
 //! destination with no route (as DPVS, which matches after its route lookup).
+//!
+//! **ICMP services** (DPVS's `icmp_conn_sched`): `protocol = "icmp"` on an IPv4 VIP or
+//! `"icmpv6"` on an IPv6 one, `port` left out or 0 (echo has no port; requests are matched by
+//! their identifier), any scheduler and mode (FNAT and SNAT give each flow a local port as its
+//! identifier), no synproxy. Echo requests to such a VIP are scheduled to its real servers;
+//! without one, the balancer answers echo to the VIP itself. A match service with
+//! `protocol = "icmp"` carries internal hosts' echo out through SNAT.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -72,6 +72,7 @@
 //! | full template table: scheduled normally, counted | `tests/persist.rs::full_template_table_still_forwards` |
 //! | SNAT: local address = the chosen source address, port from its pool, real server = original destination; reply found outbound; port exhaustion counted and returned on expiry | `tests::snat_match_connection_keeps_the_original_destination`, `tests::snat_ports_run_out_per_source_address` |
 //! | SNAT end to end (internal host -> outside server and back, every frame decoded) | `rvs-testkit` `tests/replay_snat.rs` |
+//! | ICMP echo: identifier as both ports, FNAT local port as identifier, NAT keeps the client's, reply found outbound, icmp timeout 300 s, expiry returns the port | `tests/icmp.rs` |
 //!
 //! Measured cost per new connection (vectors of 32, heap buffers, 64k connections already in
 //! the table): FNAT about 1,170 and NAT about 1,015 instructions (`benches/iai-guard`); about

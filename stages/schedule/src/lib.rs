@@ -44,11 +44,20 @@
 //! `Arc<Templates>` on every lcore. Without it a persistent service is scheduled as a plain
 //! one and [`ScheduleCounters::persist_unwired`] counts it.
 //!
-//! ICMP: ICMP and ICMPv6 that lookup could not match to a connection (lookup passes matching
-//! errors straight to xmit) go on to [`ScheduleNext::Local`], the ARP/ND stage
-//! (`rvs_xmit::arp`), which answers echo to VIPs and local addresses and handles neighbour
-//! discovery, and hands the rest to the host path. With [`Schedule::icmp_to_local`] off they
-//! go to the host path here, as DPVS hands them to its IP stack.
+//! ICMP (`icmp_conn_sched`): an ICMP or ICMPv6 echo request with no connection, to a VIP
+//! that has an ICMP service of its own protocol (looked up with port 0, as DPVS's
+//! `dp_vs_service_lookup(af, proto, daddr, 0, ...)`), or to no VIP and taken by an ICMP match
+//! (SNAT) service, is scheduled like a UDP datagram (step 5 and 6; followers of one vector
+//! recirculated). The echo identifier is the flow's port on both sides (parse reads it into
+//! both), so one identifier of one client is one connection. (DPVS keys ICMP by
+//! `<id, type << 8 | code>`, the type inverted for replies; rvs keys by the identifier alone,
+//! so a client's echo reply with the identifier of its own running ping joins that flow.) Every
+//! other ICMP and ICMPv6 that lookup could not match (lookup passes matching errors straight to
+//! xmit) -- echo to a VIP without an ICMP service or to an interface address, stray replies,
+//! unmatched errors, neighbour discovery -- goes on to [`ScheduleNext::Local`], the ARP/ND
+//! stage (`rvs_xmit::arp`), which answers echo to VIPs and local addresses and handles
+//! neighbour discovery, and hands the rest to the host path. With [`Schedule::icmp_to_local`]
+//! off those go to the host path here, as DPVS hands them to its IP stack.
 //!
 //! | issue-4 feature | shown by |
 //! |---|---|
@@ -60,6 +69,8 @@
 //! | port-zero persistent service: one template for every port of the VIP | `tests::port_zero_service_shares_one_template_across_ports` |
 //! | end to end with lookup and conn-new (parse-built packets) | `rvs-conn-new` `tests/persist.rs`, `tests/udp.rs` |
 //! | SNAT match services: SYN and UDP to no VIP scheduled over the SNAT addresses, strays and unmatched to the host, VIP services first | `tests::match_services_take_traffic_to_no_vip` |
+//! | ICMP: echo requests to an ICMP service (port 0) and to an ICMP match service scheduled, followers recirculated, replies and other VIPs to the local stage | `tests::icmp_echo_requests_to_an_icmp_service_are_scheduled` |
+//! | ICMP echo end to end (FNAT local-port identifiers, NAT, errors quoting a forwarded echo) | `rvs-conn-new` `tests/icmp.rs`, `rvs-testkit` `tests/replay_icmp_echo.rs` |
 //!
 //! Measured cost per packet through the stage (vectors of 32, heap buffers): rr 614, sh 638,
 //! mh 664 instructions, wlc 937 at 8 destinations and about 49 more per destination at 256

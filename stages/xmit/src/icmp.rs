@@ -1,5 +1,6 @@
-//! ICMP and ICMPv6 errors that refer to a connection, and the fragmentation-needed message
-//! xmit sends for a packet too big for a tunnel.
+//! ICMP and ICMPv6 errors that refer to a connection, across NAT64 too, echo messages of ICMP
+//! connections (their family part), and the fragmentation-needed message xmit sends for a
+//! packet too big for a tunnel.
 //!
 //! **Translation** (IPVS's `ip_vs_nat_icmp`, DPVS's `dp_vs_in_icmp`): lookup matched the
 //! packet quoted by an error (destination unreachable, fragmentation needed / packet too
@@ -20,8 +21,30 @@
 //! in both directions; DR and TUNNEL forward errors from the client side to the real server
 //! unchanged (MACs, or encapsulation).
 //!
-//! Not done: errors across NAT64 (ICMPv4 <-> ICMPv6 translation, RFC 7915 sections 4.2 and
-//! 5.2: dropped as `not_supported`); errors quoting ICMP queries.
+//! **Errors quoting an echo** (of a connection an ICMP service made): the quoted echo's
+//! identifier goes back to what its addressee sent (the client's, or the local port), its
+//! checksum updated incrementally (ICMPv4's has no pseudo-header, RFC 792; ICMPv6's does, RFC
+//! 4443 section 2.3), so it verifies when the whole echo is quoted.
+//!
+//! **Across NAT64** (RFC 7915 sections 4.2 and 5.2): an ICMPv4 error from the IPv4 side about
+//! a packet the balancer sent the real server becomes an ICMPv6 error to the IPv6 client, and
+//! an ICMPv6 error from the client's side becomes an ICMPv4 error to the real server. Type and
+//! code follow the RFC's tables: destination unreachable codes (net, host, source route and the
+//! rest -> no route; port -> port; protocol -> parameter problem pointing at the next header;
+//! administratively prohibited -> 1 and back to 10), fragmentation needed <-> packet too big
+//! with the MTU adjusted for the 20 bytes between the headers (to IPv6: min(MTU + 20, the IPv6
+//! port's MTU, the IPv4 port's + 20), RFC 1191's plateau below the quoted length when the
+//! router gave none; to IPv4: min(MTU - 20, the IPv4 port's MTU, the IPv6 port's - 20)), time
+//! exceeded keeping its code, parameter problem with its pointer mapped field to field;
+//! whatever the RFC silently drops (source quench, redirect, host precedence violation,
+//! unrecognized IPv6 option, pointers to fields with no counterpart) is dropped, counted
+//! [`XmitDrop::IcmpUntranslatable`]. The quoted header is translated as sections 4.1 / 5.1
+//! translate a header (its TTL / hop limit kept; extension headers dropped; identification 0,
+//! DF above 1260 bytes), the quoted upper layer as in one family (quoted echo: type 8 <-> 128,
+//! 0 <-> 129), an ICMPv6 error is cut to 1280 bytes, and the message checksum is computed.
+//!
+//! Not done: a quoted IPv4 fragment across NAT64 (section 4.1 would add a fragment header;
+//! dropped `not_supported`); errors quoting ICMP queries other than echo (lookup matches none).
 //!
 //! **Fragmentation needed** for TUNNEL (`frag_needed`): from the VIP (the address the client
 //! sent to, so the client's stack and firewalls relate it to the flow) to the client, type 3

@@ -15,7 +15,9 @@
 //! decremented; extension headers in front of the upper layer kept); FNAT also translates
 //! between an IPv6 client side and an IPv4 server side (NAT64, RFC 7915 header translation in
 //! `ipx`). ICMP and ICMPv6 errors that lookup matched to a connection are translated with
-//! their quoted packet ([`icmp`]).
+//! their quoted packet, within a family and across NAT64 (RFC 7915 sections 4.2 and 5.2), and
+//! the echo requests and replies of a connection an ICMP service made are forwarded like a
+//! UDP datagram with the echo identifier as its port ([`icmp`]).
 //!
 //! Where each case is shown (tests in `src/tests.rs` and `src/tests/`; every output compared
 //! byte for byte with a packet the test kit's builder makes from scratch, and run through the
@@ -36,6 +38,13 @@
 //! | TUNNEL | TCP | 4in4, 6in6, 6in4, 4in6 | `tunnel::ipip_copies_df_tos_and_id_with_ttl_64`, `tunnel::ip6ip6_and_6_over_4_and_4_in_6`; MTU: `tunnel::too_big_with_df_is_dropped_and_answered_with_frag_needed`, `tunnel::ipv6_too_big_is_answered_with_packet_too_big`, `tunnel::ipip_without_df_over_the_mtu_goes_out_as_fragments` (RFC 791 fragments, byte for byte, reassembled), `tunnel::four_in_six_without_df_over_the_mtu_is_dropped_too_big` | -- |
 //! | ICMP errors | TCP, UDP quoted | IPv4 | `icmp_err::fnat_error_from_the_client_side_reaches_the_server`, `icmp_err::nat_errors_both_ways_and_udp` | `icmp_err::fnat_frag_needed_from_the_server_side_reaches_the_client` (whole and 8-byte quotes), `icmp_err::nat_errors_both_ways_and_udp` |
 //! | ICMPv6 errors | TCP quoted | IPv6 | -- (same code path as out) | `icmp_err::ipv6_packet_too_big_through_fnat` |
+//! | ICMP errors (NAT64) | TCP quoted | IPv6 <-> IPv4 | `icmp_err::nat64_packet_too_big_becomes_frag_needed_with_the_mtu_minus_20` (parameter problem pointer, protocol unreachable, untranslatable dropped) | `icmp_err::nat64_frag_needed_becomes_packet_too_big_with_the_mtu_plus_20` (RFC 1191 plateau, port unreachable, time exceeded, admin prohibited) |
+//! | ICMP errors | echo quoted | IPv4, IPv6, NAT64 | `icmp_err::errors_quoting_an_echo_are_translated_both_ways` | same (whole and 8-byte quotes), `icmp_err::ipv6_error_quoting_an_echo`, `icmp_err::nat64_error_quoting_an_echo` |
+//! | FNAT | ICMP echo | IPv4 | `icmp_err::fnat_echo_both_ways_translates_the_identifier` (identifier -> local port) | same (back to the client's) |
+//! | FNAT | ICMPv6 echo | IPv6 | `icmp_err::ipv6_fnat_echo_updates_the_pseudo_header_sum` | same |
+//! | FNAT (NAT64) | ICMPv6 echo | IPv6 -> IPv4 | `icmp_err::nat64_echo_maps_the_type_and_the_pseudo_header` (128 -> 8) | same (0 -> 129) |
+//! | NAT | ICMP echo | IPv4 | `icmp_err::nat_echo_keeps_the_identifier` | same |
+//! | SNAT | ICMP echo | IPv4 | `icmp_err::snat_echo_goes_out_with_a_local_identifier_and_comes_back` | same |
 //!
 //! The FNAT sequence delta is the connection's `fnat_seq_delta` (conn-new sets it from a keyed
 //! hash, as DPVS's `tcp_in_init_seq`); the timestamp option of the inbound SYN is overwritten
@@ -59,9 +68,10 @@
 //! DPVS do. Every path looks the next hop up before changing a byte, so a packet held for
 //! ARP/ND resolution is sent later exactly as it came.
 //!
-//! Not done: ICMP errors across NAT64 (ICMP <-> ICMPv6, RFC 7915 4.2/5.2) and errors quoting
-//! ICMP queries (dropped `not_supported`); NAT/FNAT of ICMP echo (the balancer answers echo to
-//! its own addresses in [`arp`]); fragmenting an outer IPv6 header
+//! Not done: ICMP queries other than echo (timestamp, information, address mask: without a
+//! connection they go to the local stage and the host path as before, see [`arp`]); across
+//! NAT64, an error quoting an IPv4 fragment (RFC 7915 would add a fragment header: dropped
+//! `not_supported`); fragmenting an outer IPv6 header
 //! (4-in-6 without DF over the MTU: [`XmitDrop::TooBig`]; IPv4 outer headers are fragmented, see
 //! [`tunnel`]); DPVS's standalone UOA datagram (a UOA that does not fit is skipped,
 //! counted `uoa_skipped` and left due, see [`toa`]); a translator identification for NAT64 packets of
