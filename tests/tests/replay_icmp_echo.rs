@@ -199,13 +199,14 @@ fn fnat_echo_closed_loop_with_an_error_quoting_the_request() {
             assert_eq!((src, typ, id, s, data), (FNAT_VIP, 0, ids[i], seq, payload(i, seq)));
         }
     }
-    // Round robin over the two real servers; identifiers distinct local ports.
+    // Round robin over the two real servers; each flow a distinct (server, local port) pair
+    // (the local ports come from per-real-server pools, as DPVS's sa_pool).
     let servers: Vec<usize> = seen_by_rs.iter().map(|x| x.unwrap().0).collect();
     assert_eq!(servers.iter().filter(|&&r| r == 0).count(), CLIENTS / 2);
-    let mut lports: Vec<u16> = seen_by_rs.iter().map(|x| x.unwrap().1).collect();
-    lports.sort_unstable();
-    lports.dedup();
-    assert_eq!(lports.len(), CLIENTS);
+    let mut pairs: Vec<(usize, u16)> = seen_by_rs.iter().map(|x| x.unwrap()).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    assert_eq!(pairs.len(), CLIENTS);
 
     // A router near client 0's server: the request it was sent timed out.
     let (r, lport) = seen_by_rs[0].unwrap();
