@@ -21,9 +21,11 @@
 //!
 //! Also: ICMP and ICMPv6 echo to a VIP is answered by the balancer.
 //!
-//! Not here: errors across NAT64 (ICMP <-> ICMPv6, RFC 7915 4.2/5.2), which rvs-xmit's doc
-//! lists as not done; DR and TUNNEL, whose errors from the client side go to the real server
-//! unchanged (rvs-xmit's stage tests).
+//! Not here: errors across NAT64 (ICMP <-> ICMPv6, RFC 7915 4.2/5.2) and errors quoting an
+//! echo, shown byte for byte at the stage (rvs-xmit's `icmp_err::nat64_*` and
+//! `errors_quoting_an_echo_*`; an error quoting a forwarded echo also runs through the whole
+//! graph in `replay_icmp_echo.rs`); DR and TUNNEL, whose errors from the client side go to the
+//! real server unchanged (rvs-xmit's stage tests).
 //!
 //! Each case writes its frames to `$CARGO_TARGET_TMPDIR/golden/icmp-<case>.in.pcap` and
 //! `.out.pcap`.

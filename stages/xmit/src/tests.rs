@@ -461,7 +461,8 @@ fn drops_with_reasons() {
     h.expect_drop(pkt().ttl(0).build(), id, Dir::In, XmitDrop::TtlExceeded);
     h.expect_drop(pkt().build(), NO_CONN, Dir::In, XmitDrop::NoConn);
     h.expect_drop(pkt().build(), id + 1, Dir::In, XmitDrop::NoConn);
-    // ICMP through a NAT connection: not handled yet.
+    // An ICMP packet attached to a TCP connection (lookup never does this: echo has its own
+    // connections) is refused, not rewritten.
     let icmp = from_client().icmp_echo_request(1, 1).build();
     h.expect_drop(icmp, id, Dir::In, XmitDrop::NotSupported);
 
