@@ -149,7 +149,7 @@ pub(crate) fn xmit_tunnel<M: Mbuf>(
 }
 
 /// Cut the encapsulated IPv4 packet `p` (outer header without options at `p.meta.l3_off`,
-/// as [`xmit_tunnel`] builds it, DF clear) into fragments that fit `mtu`, with
+/// as `xmit_tunnel` builds it, DF clear) into fragments that fit `mtu`, with
 /// identification `ident`. Every fragment but the last is a new buffer from the pool, sent
 /// on `port` through `out` in order; `p` becomes the last (the caller sends it). Returns the
 /// number of fragments; [`XmitDrop::FragFailed`] when the pool runs dry (fragments already
