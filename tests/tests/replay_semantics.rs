@@ -21,12 +21,8 @@ const RST: u8 = 0x04;
 const ECE: u8 = 0x40;
 const CWR: u8 = 0x80;
 
-fn config(defence: bool, weight: u32, max_conn: u32) -> Config {
-    let text = format!(
-        r#"
-[defence]
-tcp_drop = {defence}
-
+/// The balancer's interface, neighbours and default route, shared by the configs here.
+const NET: &str = r#"
 [[interface]]
 name = "port0"
 mac = "02:00:00:00:00:01"
@@ -42,7 +38,14 @@ mac = "02:00:00:00:01:11"
 [[route]]
 prefix = "0.0.0.0/0"
 via = "198.18.0.254"
+"#;
 
+fn config(defence: bool, weight: u32, max_conn: u32) -> Config {
+    let text = format!(
+        r#"
+[defence]
+tcp_drop = {defence}
+{NET}
 [[service]]
 protocol = "tcp"
 vip = "198.18.0.100"
@@ -426,23 +429,7 @@ forward = "dr"
 fn a_reload_that_moves_a_service_keeps_its_connections_on_its_timeouts() {
     let text = |front: &str, timeouts: &str| {
         format!(
-            r#"
-[[interface]]
-name = "port0"
-mac = "02:00:00:00:00:01"
-addresses = ["198.18.0.1/24", "198.18.1.1/24"]
-
-[[neighbor]]
-ip = "198.18.0.254"
-mac = "02:00:00:00:00:fe"
-[[neighbor]]
-ip = "198.18.1.11"
-mac = "02:00:00:00:01:11"
-
-[[route]]
-prefix = "0.0.0.0/0"
-via = "198.18.0.254"
-{front}
+            r#"{NET}{front}
 [[service]]
 protocol = "tcp"
 vip = "198.18.0.100"
