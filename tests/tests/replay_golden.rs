@@ -498,8 +498,19 @@ fn golden(mode: Mode, sched: &str, weights: &[u32], flows: usize, vector: usize)
             shifted * 10 > flows * 9,
             "FNAT shifts client sequence numbers ({shifted} of {flows})"
         );
-        let ports: std::collections::HashSet<u16> = net.flows.iter().map(|f| f.rs_peer.unwrap().1).collect();
-        assert_eq!(ports.len(), flows, "FNAT gives every connection its own local port");
+        // Local ports come from DPVS's per-real-server pools: a port may serve connections to
+        // several real servers at once, but toward one real server every connection has its own
+        // (local address, port), so the real server's 5-tuples never collide.
+        let tuples: std::collections::HashSet<(usize, Ipv4Addr, u16)> = net
+            .flows
+            .iter()
+            .map(|f| (f.rs.unwrap(), f.rs_peer.unwrap().0, f.rs_peer.unwrap().1))
+            .collect();
+        assert_eq!(
+            tuples.len(),
+            flows,
+            "FNAT gives every connection its own local address and port per real server"
+        );
     }
     net
 }

@@ -81,11 +81,17 @@ fn matrix(mode: Mode, proto: Proto, fam: Fam) {
     );
 
     if case.local_port() {
-        let peers: std::collections::HashSet<_> = lab.flows.iter().map(|f| f.seen_from.unwrap()).collect();
+        // DPVS's per-real-server port pools: a local (address, port) may serve several real
+        // servers at once, but never two connections toward the same one.
+        let peers: std::collections::HashSet<_> = lab
+            .flows
+            .iter()
+            .map(|f| (f.server.unwrap(), f.seen_from.unwrap()))
+            .collect();
         assert_eq!(
             peers.len(),
             FLOWS,
-            "{name}: every connection its own local address and port"
+            "{name}: every connection its own local address and port toward its real server"
         );
     }
     if proto == Proto::Tcp && matches!(mode, Mode::Fnat | Mode::Nat64) {

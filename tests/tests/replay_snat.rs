@@ -276,7 +276,9 @@ fn snat_tcp_closed_loop_through_two_source_addresses() {
         .collect();
     let outs = net.send(syns);
     assert_eq!(outs.len(), FLOWS, "one SYN per flow leaves");
-    let mut by_seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
+    // Local ports come from per-real-server pools (DPVS's sa_pool): toward one outside server
+    // every flow has its own source address and port; toward different ones they may repeat.
+    let mut by_seen: HashMap<(Ipv4Addr, (Ipv4Addr, u16)), usize> = HashMap::new();
     let mut syn_bytes: HashMap<usize, Vec<u8>> = HashMap::new();
     let mut order = Vec::new();
     for o in &outs {
@@ -292,7 +294,10 @@ fn snat_tcp_closed_loop_through_two_source_addresses() {
                 .any(|o| matches!(o, TcpOpt::Timestamps(v, 0) if *v == 900 + i as u32)),
             "SNAT leaves the SYN's options alone"
         );
-        assert!(by_seen.insert(seen, i).is_none(), "each flow its own address and port");
+        assert!(
+            by_seen.insert((server_ip(i), seen), i).is_none(),
+            "each flow its own address and port toward its server"
+        );
         syn_bytes.insert(i, o.bytes.clone());
         flows[i].seen_from = Some(seen);
         order.push((i, seen.0));
