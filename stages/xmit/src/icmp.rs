@@ -39,8 +39,9 @@
 //! whatever the RFC silently drops (source quench, redirect, host precedence violation,
 //! unrecognized IPv6 option, pointers to fields with no counterpart) is dropped, counted
 //! [`XmitDrop::IcmpUntranslatable`]. The quoted header is translated as sections 4.1 / 5.1
-//! translate a header (its TTL / hop limit kept; extension headers dropped; identification 0,
-//! DF above 1260 bytes), the quoted upper layer as in one family (quoted echo: type 8 <-> 128,
+//! translate a header (its TTL / hop limit kept; extension headers dropped; identification 0
+//! in the quoted header, which no one reassembles; DF above 1260 bytes; the outer IPv4 header
+//! of a translated error without DF gets the translator's generated identification), the quoted upper layer as in one family (quoted echo: type 8 <-> 128,
 //! 0 <-> 129), an ICMPv6 error is cut to 1280 bytes, and the message checksum is computed.
 //!
 //! Not done: a quoted IPv4 fragment across NAT64 (section 4.1 would add a fragment header;

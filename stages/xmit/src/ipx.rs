@@ -152,8 +152,9 @@ pub(crate) const NAT64_DF_LIMIT: usize = 1260;
 
 /// NAT64, IPv6 -> IPv4 (RFC 7915 section 5.1): replace the IPv6 header and its extension
 /// headers by a 20-byte IPv4 header from `src` to `dst`: TOS = traffic class, identification
-/// 0, DF set above [`NAT64_DF_LIMIT`] bytes, TTL = hop limit - 1, protocol = the upper layer,
-/// checksum computed. The upper layer does not move; the headers in front of it move forward.
+/// 0 (a packet left without DF gets one from the lcore's generator once it is sent, see the
+/// crate's `finish`), DF set above [`NAT64_DF_LIMIT`] bytes, TTL = hop limit - 1, protocol =
+/// the upper layer, checksum computed. The upper layer does not move; the headers in front of it move forward.
 /// Returns the new header positions.
 pub(crate) fn v6_to_v4<M: Mbuf>(m: &mut M, h: &Hdr, proto: u8, src: Addr, dst: Addr) -> Result<Hdr, XmitDrop> {
     let (tc, hop) = {

@@ -74,8 +74,7 @@
 //! `not_supported`); fragmenting an outer IPv6 header
 //! (4-in-6 without DF over the MTU: [`XmitDrop::TooBig`]; IPv4 outer headers are fragmented, see
 //! [`tunnel`]); DPVS's standalone UOA datagram (a UOA that does not fit is skipped,
-//! counted `uoa_skipped` and left due, see [`toa`]); a translator identification for NAT64 packets of
-//! 1260 bytes or less (0, DF clear). SNAT's match-based services (source/destination
+//! counted `uoa_skipped` and left due, see [`toa`]). SNAT's match-based services (source/destination
 //! ranges, interfaces) are matched by schedule and made by conn-new (rvs-core's `MatchSpec`);
 //! xmit does the rewrite. Synproxy's sequence adjustment is the synproxy stage's, before xmit.
 //!
@@ -111,6 +110,7 @@ use rvs_core::service::Forward;
 use rvs_core::stage::{Out, Packet, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
 use rvs_core::wire::ethernet::EthernetFrame;
+use rvs_core::wire::ipv4::Ipv4Packet;
 
 pub use l2::{L2, L2Error, NextHop, Unreachable};
 pub use toa::Toa;
@@ -333,7 +333,8 @@ pub struct Xmit {
     resolver: Option<neigh::Resolver>,
     /// UOA mode and trail ([`Xmit::with_uoa`]).
     uoa: toa::UoaConfig,
-    /// Identification sequence of fragmented tunnel packets (12 bits; see [`tunnel`]).
+    /// IPv4 identification sequence of the datagrams xmit makes fragmentable (tunnel
+    /// fragments, NAT64 packets without DF; see [`next_ident`]).
     frag_seq: u16,
 }
 
@@ -424,9 +425,24 @@ fn send_frag_needed<M: Mbuf, N: rvs_core::label::Label>(
     }
 }
 
-/// Cut a tunnelled packet into fragments as its tunnel asked ([`tunnel::fragment_v4`]), with
-/// the next identification of this lcore, counting; the last fragment stays in `p`.
-pub(crate) fn fragment<M: Mbuf, N: rvs_core::label::Label>(
+/// The next IPv4 identification this lcore gives a datagram it makes that may be
+/// fragmented (a tunnelled packet it fragments, a NAT64 packet without DF): a 12-bit per-lcore
+/// sequence in the high bits and the lcore's low 4 bits in the low ones, so lcores sharing a
+/// source address do not collide (RFC 6864 section 4.1; up to 16 lcores, 4096 datagrams per
+/// lcore before a value comes again).
+fn next_ident(seq: &mut u16, lcore: u16) -> u16 {
+    let ident = (*seq << 4) | (lcore & 0xf);
+    *seq = seq.wrapping_add(1) & 0x0fff;
+    ident
+}
+
+/// What follows a successful rewrite on both send paths (the stage's and the neighbour
+/// cache's release): a NAT64 packet the translator left fragmentable (DF clear, 1260 bytes or
+/// less, RFC 7915 section 5.1) gets an identification from this lcore's generator ("set
+/// according to a Fragment Identification generator at the translator"); a tunnelled packet
+/// too big for the port is cut into fragments ([`tunnel::fragment_v4`]), counted, the last
+/// fragment staying in `p`.
+pub(crate) fn finish<M: Mbuf, N: rvs_core::label::Label>(
     p: &mut Packet<M>,
     s: &Sent,
     seq: &mut u16,
@@ -434,12 +450,35 @@ pub(crate) fn fragment<M: Mbuf, N: rvs_core::label::Label>(
     c: &mut XmitCounters,
     out: &mut Out<'_, M, N, XmitDrop>,
 ) -> Result<(), XmitDrop> {
-    let ident = (*seq << 4) | (lcore & 0xf);
-    *seq = seq.wrapping_add(1) & 0x0fff;
-    let n = tunnel::fragment_v4(p, s.frag_mtu as usize, ident, s.port, out)?;
-    c.fragmented += 1;
-    c.fragments += n as u64;
+    if s.nat64 {
+        nat64_ident(p, seq, lcore);
+    }
+    if s.frag_mtu != 0 {
+        let ident = next_ident(seq, lcore);
+        let n = tunnel::fragment_v4(p, s.frag_mtu as usize, ident, s.port, out)?;
+        c.fragmented += 1;
+        c.fragments += n as u64;
+    }
     Ok(())
+}
+
+/// Give an IPv4 packet NAT64 made without DF (see [`finish`]) an identification; IPv6 output
+/// and atomic datagrams (DF set) are left alone (RFC 6864: their identification means nothing).
+fn nat64_ident<M: Mbuf>(p: &mut Packet<M>, seq: &mut u16, lcore: u16) {
+    let l3 = p.meta.l3_off as usize;
+    let Some(b) = p.mbuf.data_mut().get_mut(l3..) else {
+        return;
+    };
+    let Ok(mut ip) = Ipv4Packet::new_checked(b) else {
+        return;
+    };
+    if ip.dont_frag() || ip.more_frags() || ip.frag_offset() != 0 {
+        return;
+    }
+    let (old, new) = (ip.ident(), next_ident(seq, lcore));
+    ip.set_ident(new);
+    let ck = rvs_core::checksum::update16(ip.checksum(), old, new);
+    ip.set_checksum(ck);
 }
 
 pub(crate) fn set_macs(data: &mut [u8], nh: &NextHop) -> Result<(), XmitDrop> {
@@ -483,9 +522,7 @@ impl<M: Mbuf + 'static> Stage<M> for Xmit {
             };
             match xmit_one_ext(l2, conn, &mut p, self.uoa) {
                 Ok(s) => {
-                    if s.frag_mtu != 0
-                        && let Err(r) = fragment(&mut p, &s, &mut self.frag_seq, cx.lcore, &mut c, out)
-                    {
+                    if let Err(r) = finish(&mut p, &s, &mut self.frag_seq, cx.lcore, &mut c, out) {
                         out.drop(r, p);
                         continue;
                     }

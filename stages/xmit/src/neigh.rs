@@ -658,9 +658,7 @@ pub(crate) fn service<M: Mbuf + 'static>(x: &mut Xmit, cx: &StageCx<'_>, out: &m
                 };
                 match xmit_one(l2, conn, &mut p, x.uoa) {
                     Ok(s) => {
-                        if s.frag_mtu != 0
-                            && let Err(r) = crate::fragment(&mut p, &s, &mut x.frag_seq, cx.lcore, &mut xc, out)
-                        {
+                        if let Err(r) = crate::finish(&mut p, &s, &mut x.frag_seq, cx.lcore, &mut xc, out) {
                             out.drop(r, p);
                             continue;
                         }

@@ -187,7 +187,8 @@ fn nat64_tcp_translates_headers_both_ways() {
         .mss(1440)
         .timestamps(3, 0)
         .build();
-    // RFC 7915 5.1: TOS from the traffic class, id 0, DF clear (small), TTL = hop limit - 1.
+    // RFC 7915 5.1: TOS from the traffic class, DF clear (small), TTL = hop limit - 1, the
+    // identification from the translator's generator (this lcore's first: 0, then 16, 32...).
     let want = to_rs(LADDR)
         .tos(0x28)
         .tcp(LPORT, RPORT)
@@ -221,6 +222,7 @@ fn nat64_tcp_translates_headers_both_ways() {
         .ack(SISN + 1)
         .build();
     let want = to_rs(LADDR)
+        .id(1 << 4)
         .tcp(LPORT, RPORT)
         .flags(ACK)
         .seq((CISN + 1).wrapping_add(DELTA))

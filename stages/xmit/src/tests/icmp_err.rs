@@ -505,14 +505,22 @@ fn nat64_packet_too_big_becomes_frag_needed_with_the_mtu_minus_20() {
         .icmp_raw(true, 4, 0, 7u32.to_be_bytes(), &to_client_seg)
         .build();
     let (sent, _) = h.run_meta(&err, id, Dir::In, mark(true));
-    let want = to_rs(LADDR).icmp_raw(false, 12, 0, [8, 0, 0, 0], &server_seg).build();
+    // The translator's identification generator (RFC 7915 5.1, DF clear): the lcore's second
+    // IPv4 datagram made fragmentable.
+    let want = to_rs(LADDR)
+        .id(1 << 4)
+        .icmp_raw(false, 12, 0, [8, 0, 0, 0], &server_seg)
+        .build();
     check(&sent, 0, &want);
     let err = Pkt::eth(GW_MAC, PORT1_MAC)
         .ipv6(r6, VIP6)
         .icmp_raw(true, 4, 1, 6u32.to_be_bytes(), &to_client_seg)
         .build();
     let (sent, _) = h.run_meta(&err, id, Dir::In, mark(true));
-    let want = to_rs(LADDR).icmp_raw(false, 3, 2, [0; 4], &server_seg).build();
+    let want = to_rs(LADDR)
+        .id(2 << 4)
+        .icmp_raw(false, 3, 2, [0; 4], &server_seg)
+        .build();
     check(&sent, 0, &want);
     // Unrecognized IPv6 option (parameter problem code 2) has no IPv4 counterpart: dropped.
     let err = Pkt::eth(GW_MAC, PORT1_MAC)
