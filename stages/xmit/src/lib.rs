@@ -441,7 +441,10 @@ fn next_ident(seq: &mut u16, lcore: u16) -> u16 {
 /// less, RFC 7915 section 5.1) gets an identification from this lcore's generator ("set
 /// according to a Fragment Identification generator at the translator"); a tunnelled packet
 /// too big for the port is cut into fragments ([`tunnel::fragment_v4`]), counted, the last
-/// fragment staying in `p`.
+/// fragment staying in `p`. The callers test `s.nat64 || s.frag_mtu != 0` first: most packets
+/// need neither.
+#[cold]
+#[inline(never)]
 pub(crate) fn finish<M: Mbuf, N: rvs_core::label::Label>(
     p: &mut Packet<M>,
     s: &Sent,
@@ -522,7 +525,9 @@ impl<M: Mbuf + 'static> Stage<M> for Xmit {
             };
             match xmit_one_ext(l2, conn, &mut p, self.uoa) {
                 Ok(s) => {
-                    if let Err(r) = finish(&mut p, &s, &mut self.frag_seq, cx.lcore, &mut c, out) {
+                    if (s.nat64 || s.frag_mtu != 0)
+                        && let Err(r) = finish(&mut p, &s, &mut self.frag_seq, cx.lcore, &mut c, out)
+                    {
                         out.drop(r, p);
                         continue;
                     }

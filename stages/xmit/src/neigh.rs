@@ -658,7 +658,9 @@ pub(crate) fn service<M: Mbuf + 'static>(x: &mut Xmit, cx: &StageCx<'_>, out: &m
                 };
                 match xmit_one(l2, conn, &mut p, x.uoa) {
                     Ok(s) => {
-                        if let Err(r) = crate::finish(&mut p, &s, &mut x.frag_seq, cx.lcore, &mut xc, out) {
+                        if (s.nat64 || s.frag_mtu != 0)
+                            && let Err(r) = crate::finish(&mut p, &s, &mut x.frag_seq, cx.lcore, &mut xc, out)
+                        {
                             out.drop(r, p);
                             continue;
                         }
