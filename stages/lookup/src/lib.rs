@@ -48,7 +48,11 @@
 //! machine does not run and the timeout is not refreshed. An error quoting another lcore's
 //! local port or owned tuple is redirected there. Anything else (no match, a quote cut short,
 //! a quoted non-first fragment, a quoted ICMP message that is not an echo, redirects) goes on
-//! as before: a miss, which schedule hands to the host path.
+//! as before: a miss, which schedule hands to the host path. A quoted UDP datagram that
+//! carried FNAT's UOA is matched through either carrier: the IPv4 option ("ipo") is part of
+//! the quoted header's IHL; DPVS's protocol-248 opp header ("opp") is stepped over to the UDP
+//! header behind it (`meta.inner_l4_off` points at UDP; the quoted IP header still says 248).
+//! Whether the error can then be translated is xmit's to say: see rvs-xmit's `icmp` module.
 //!
 //! Persistence templates are looked up by schedule, on the new-connection path only.
 //!
@@ -61,6 +65,7 @@
 //! | ICMPv6 packet too big, destination unreachable, time exceeded (FNAT over IPv6) | `tests/icmp.rs::icmpv6_packet_too_big_dest_unreach_and_time_exceeded` |
 //! | unmatched, truncated, fragment-quoting, redirect and echo messages go on as misses | `tests/icmp.rs::unmatched_or_unusable_errors_go_on_as_misses` |
 //! | errors quoting another lcore's local port are redirected | `tests/icmp.rs::errors_quoting_another_lcores_local_port_are_redirected` |
+//! | errors quoting a UDP datagram that carried UOA (IPv4 option 31, or the protocol-248 opp header over IPv4 and IPv6) matched by the UDP ports behind it | `tests/icmp.rs::errors_quoting_a_datagram_with_uoa_match_through_either_carrier` |
 //! | UDP: hits in both directions with the service's udp timeout | `rvs-conn-new` `tests/udp.rs` |
 //!
 //! Measured cost per packet (see [`Lookup`] for the table and the command): about 200 ns for
@@ -554,6 +559,7 @@ fn quoted<M: Mbuf>(p: &rvs_core::stage::Packet<M>) -> Option<Quoted> {
         }
         e
     };
+    let e = skip_opp(e)?;
     let proto = Proto::from_number(e.proto)?;
     let (sport, dport) = match proto {
         Proto::Tcp | Proto::Udp => e.ports()?,
@@ -582,6 +588,35 @@ fn quoted<M: Mbuf>(p: &rvs_core::stage::Packet<M>) -> Option<Quoted> {
         tuple: inner.reversed(),
         l3_off: l3_off as u16,
         l4_off: (l3_off + e.l4_off) as u16,
+    })
+}
+
+/// DPVS's private "option protocol" (`IPPROTO_OPT`, 248), which FNAT's UOA in "opp" mode puts
+/// between the IP header and UDP (rvs-xmit's `toa` module).
+const IPPROTO_OPP: u8 = 248;
+
+/// A quoted datagram that carried UOA in an opp header (4 bytes: version, next protocol,
+/// length of header and options, big-endian; then the options) is matched by the UDP header
+/// behind it: the real server's error quotes the datagram as the balancer sent it. The next
+/// protocol must be UDP (the only one UOA rides on) and the whole opp header quoted; anything
+/// else is `None` (a miss, as before). Any other quoted protocol passes unchanged.
+#[inline]
+fn skip_opp(e: icmp::Embedded<'_>) -> Option<icmp::Embedded<'_>> {
+    if e.proto != IPPROTO_OPP {
+        return Some(e);
+    }
+    let (next, len) = match e.l4 {
+        [_, next, a, b, ..] => (*next, u16::from_be_bytes([*a, *b]) as usize),
+        _ => return None,
+    };
+    if next != Proto::Udp.number() || len < 4 || len > e.l4.len() {
+        return None;
+    }
+    Some(icmp::Embedded {
+        proto: next,
+        l4_off: e.l4_off + len,
+        l4: &e.l4[len..],
+        ..e
     })
 }
 

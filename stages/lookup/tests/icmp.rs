@@ -318,3 +318,128 @@ fn errors_quoting_another_lcores_local_port_are_redirected() {
     assert_eq!(r.redirected, vec![0, 1, 0, 0]);
     assert_eq!(node.stage.counters().icmp_err_redirected, 1);
 }
+
+/// `plain` (an IP packet starting with its header of `ip_hdr` bytes, UDP behind it) as FNAT's
+/// UOA "opp" mode sends it: DPVS's 4-byte protocol-248 header (version 1 for an IPv4 address
+/// in the option, 2 for IPv6; next protocol 17; length of header and option) and the UOA
+/// option (`31, len, port, address`) between the IP header and UDP, the IP protocol 248.
+fn with_opp(plain: &[u8], ip_hdr: usize, port: u16, addr: &[u8]) -> Vec<u8> {
+    let mut opt = vec![31, 4 + addr.len() as u8];
+    opt.extend_from_slice(&port.to_be_bytes());
+    opt.extend_from_slice(addr);
+    let len = 4 + opt.len();
+    let version = if addr.len() == 4 { 1 } else { 2 };
+    let mut b = plain[..ip_hdr].to_vec();
+    b.extend_from_slice(&[version << 4, 17]);
+    b.extend_from_slice(&(len as u16).to_be_bytes());
+    b.extend_from_slice(&opt);
+    b.extend_from_slice(&plain[ip_hdr..]);
+    if plain[0] >> 4 == 4 {
+        b[9] = 248;
+        let total = u16::from_be_bytes([b[2], b[3]]) as usize + len;
+        b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    } else {
+        b[6] = 248;
+        let pl = u16::from_be_bytes([b[4], b[5]]) as usize + len;
+        b[4..6].copy_from_slice(&(pl as u16).to_be_bytes());
+    }
+    b
+}
+
+/// A real server's error quoting a datagram that carried UOA, as it received it: the IPv4
+/// option 31 ("ipo", inside the quoted IHL) or the protocol-248 opp header in front of UDP
+/// ("opp", over IPv4 and IPv6), is matched to the connection by the UDP ports behind it, with
+/// the quoted upper-layer offset at UDP. A malformed opp header (not UDP behind it, a length
+/// past the quote or below its own 4 bytes) stays a miss.
+#[test]
+fn errors_quoting_a_datagram_with_uoa_match_through_either_carrier() {
+    let conns = table(0, 1);
+    let id4 = conns
+        .borrow_mut()
+        .insert(
+            conn(
+                Proto::Udp,
+                Forward::Fnat,
+                Addr::v4(CLIENT),
+                Addr::v4(VIP),
+                Addr::v4(RS),
+                Addr::v4(LADDR),
+                2000,
+            ),
+            Now::from_secs(1),
+        )
+        .unwrap();
+    let c6 = [0x20, 1, 0xd, 0xb8, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+    let v6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    let rs6 = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+    let l6 = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let id6 = conns
+        .borrow_mut()
+        .insert(
+            conn(
+                Proto::Udp,
+                Forward::Fnat,
+                Addr::v6(c6),
+                Addr::v6(v6),
+                Addr::v6(rs6),
+                Addr::v6(l6),
+                3000,
+            ),
+            Now::from_secs(1),
+        )
+        .unwrap();
+    let plain4 = Pkt::l3().ipv4(LADDR, RS).udp(2000, 8080).payload(b"f00:0q").build();
+    let ipo = Pkt::l3()
+        .ipv4(LADDR, RS)
+        .ip_options(&[31, 8, 0x9c, 0x40, CLIENT[0], CLIENT[1], CLIENT[2], CLIENT[3]])
+        .udp(2000, 8080)
+        .payload(b"f00:0q")
+        .build();
+    let opp4 = with_opp(&plain4, 20, 40000, &CLIENT);
+    let plain6 = Pkt::l3().ipv6(l6, rs6).udp(3000, 8080).payload(b"f00:0q").build();
+    let opp6 = with_opp(&plain6, 40, 40000, &c6);
+    let err4 = |quote: &[u8]| {
+        Pkt::eth(mac(8), mac(2))
+            .ipv4(RS, LADDR)
+            .icmp_dest_unreach(3, quote)
+            .build()
+    };
+    let frames = [
+        err4(&ipo),
+        err4(&opp4),
+        Pkt::eth(mac(8), mac(2))
+            .ipv6(rs6, l6)
+            .icmpv6_dest_unreach(4, &opp6)
+            .build(),
+    ];
+    let (r, node) = run(&conns, 0, &frames);
+    assert!(r.miss.is_empty(), "every carrier matched");
+    let got: Vec<_> = r
+        .hit
+        .iter()
+        .map(|m| (m.conn, m.dir, m.icmp_err, m.inner_l3_off, m.inner_l4_off))
+        .collect();
+    // Ethernet 14 + IPv4 20 + ICMP 8 = 42; IPv6: 14 + 40 + 8 = 62. Then the quoted IP header
+    // (20, 28 with the 8-byte option, 40) and the opp header (4 + 8 for an IPv4 address,
+    // 4 + 20 for IPv6).
+    assert_eq!(
+        got,
+        vec![
+            (id4, Dir::Out, true, 42, 42 + 28),
+            (id4, Dir::Out, true, 42, 42 + 20 + 12),
+            (id6, Dir::Out, true, 62, 62 + 40 + 24),
+        ]
+    );
+    assert_eq!(node.stage.counters().icmp_err_hit, 3);
+
+    // Malformed opp headers: TCP named behind it, a length past the quote, a length of 2.
+    let spoil = |at: usize, v: &[u8]| {
+        let mut b = opp4.clone();
+        b[20 + at..20 + at + v.len()].copy_from_slice(v);
+        err4(&b)
+    };
+    let frames = [spoil(1, &[6]), spoil(2, &[0x01, 0x00]), spoil(2, &[0, 2])];
+    let (r, _) = run(&conns, 0, &frames);
+    assert!(r.hit.is_empty(), "malformed opp headers match nothing");
+    assert_eq!(r.miss.len(), 3);
+}
