@@ -30,7 +30,9 @@
 //! Checked:
 //! - `rvs run`'s output equals `rvs replay`'s flow by flow (same frames per flow in the same
 //!   order; a flow is outer addresses, inner addresses, protocol, ports or ICMP identifier);
-//!   nothing is dropped by either;
+//!   nothing is dropped by either; and each flow's frames are those the in-process engine
+//!   emitted while the trace was built (so the servers' replies answer exactly what `rvs run`
+//!   sent, and vectors of 1 and of 32 agree);
 //! - every `rvs run` frame passes rvs-testkit's independent decoder with every checksum
 //!   recomputed (both IP layers of a tunnel; the UDP checksum behind a UOA "opp" header is
 //!   recomputed here with the kit's own sum, since the decoder stops at protocol 248);
@@ -532,6 +534,9 @@ struct Flow {
     /// Keys of the frames rvs sends toward the server and toward the client.
     key_to_server: Option<String>,
     key_to_client: Option<String>,
+    /// Frames the in-process engine sent toward the server and toward the client.
+    emitted_to_server: Vec<Vec<u8>>,
+    emitted_to_client: Vec<Vec<u8>>,
 }
 
 impl Flow {
@@ -550,6 +555,8 @@ impl Flow {
             server_sent: Vec::new(),
             key_to_server: None,
             key_to_client: None,
+            emitted_to_server: Vec::new(),
+            emitted_to_client: Vec::new(),
         }
     }
 
@@ -634,6 +641,7 @@ impl Flow {
                 c.name()
             );
             self.key_to_client = key;
+            self.emitted_to_client.push(bytes.to_vec());
         } else {
             if let Some((seq, _, _)) = v.tcp {
                 self.s_ack = seq.wrapping_add(v.seq_len());
@@ -644,6 +652,7 @@ impl Flow {
                 c.name()
             );
             self.key_to_server = key;
+            self.emitted_to_server.push(bytes.to_vec());
             self.to_server = Some(v);
         }
     }
@@ -866,6 +875,13 @@ fn every_mode_through_the_poll_loop_equals_replay_flow_by_flow() {
             .get(ks)
             .unwrap_or_else(|| panic!("{name}: nothing reached the server"));
         assert_eq!(to_server.len(), fl.client_sent.len(), "{name}: every client packet");
+        // The servers answered exactly what rvs run sent them (the trace's replies were built
+        // from the in-process engine fed one packet at a time: vectors of 1 and 32 agree).
+        assert_eq!(
+            to_server, &fl.emitted_to_server,
+            "{name}: flow {}: toward the server",
+            fl.f
+        );
         for (i, (s, o)) in fl.client_sent.iter().zip(to_server).enumerate() {
             check_to_server(c, fl.f, i, s, o);
         }
@@ -873,6 +889,11 @@ fn every_mode_through_the_poll_loop_equals_replay_flow_by_flow() {
             let kc = fl.key_to_client.as_ref().unwrap();
             let to_client = fa.get(kc).unwrap_or_else(|| panic!("{name}: nothing came back"));
             assert_eq!(to_client.len(), fl.server_sent.len(), "{name}: every reply");
+            assert_eq!(
+                to_client, &fl.emitted_to_client,
+                "{name}: flow {}: toward the client",
+                fl.f
+            );
             for (s, o) in fl.server_sent.iter().zip(to_client) {
                 check_to_client(c, fl.f, s, o);
             }
