@@ -403,8 +403,53 @@ impl Seg {
     }
 }
 
+/// The carrier of FNAT's UOA (DPVS's `[udp] uoa_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// DPVS's default: the protocol-248 "opp" header in front of UDP.
+    Opp,
+    /// IPv4 option 31.
+    Ipo,
+}
+
+/// The `[udp]` section of a case's configuration: UOA carrier and `uoa_max_trail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uoa {
+    pub mode: Carrier,
+    pub max_trail: u8,
+}
+
+impl Uoa {
+    /// What rvs does without a `[udp]` section (DPVS's defaults: opp, 3 datagrams).
+    pub const DEFAULT: Uoa = Uoa {
+        mode: Carrier::Opp,
+        max_trail: 3,
+    };
+    fn section(&self) -> String {
+        if *self == Uoa::DEFAULT {
+            return String::new();
+        }
+        let mode = match self.mode {
+            Carrier::Opp => "opp",
+            Carrier::Ipo => "ipo",
+        };
+        format!("\n[udp]\nuoa_mode = \"{mode}\"\nuoa_max_trail = {}\n", self.max_trail)
+    }
+    /// The carrier a datagram of `case` takes UOA in, if any: FNAT and NAT64 only; "ipo" is an
+    /// IPv4 option, so an IPv6 FNAT packet cannot carry it (DPVS skips it too), while NAT64's
+    /// IPv4 packet toward the real server can.
+    pub fn carrier(&self, case: &Case) -> Option<Carrier> {
+        match (case.mode, self.mode) {
+            (Mode::Fnat, Carrier::Ipo) if case.v6() => None,
+            (Mode::Fnat | Mode::Nat64, m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 pub struct Lab {
     pub case: Case,
+    pub uoa: Uoa,
     pub engine: Engine,
     pub flows: Vec<Flow>,
     pub t: u64,
@@ -436,7 +481,13 @@ pub fn uoa_option(port: u16, addr: IpAddr) -> Vec<u8> {
 
 impl Lab {
     pub fn new(case: Case, vector: usize) -> Lab {
-        let cfg = Config::parse(&format!("{}.toml", case.name()), &case.config())
+        Lab::with_uoa(case, vector, Uoa::DEFAULT)
+    }
+
+    /// A lab whose configuration has `uoa` as its `[udp]` section.
+    pub fn with_uoa(case: Case, vector: usize, uoa: Uoa) -> Lab {
+        let text = case.config() + &uoa.section();
+        let cfg = Config::parse(&format!("{}.toml", case.name()), &text)
             .unwrap_or_else(|e| panic!("{}: config: {e}", case.name()));
         let engine = Engine::new(&cfg, vector).unwrap();
         let mut flows = Vec::new();
@@ -461,6 +512,7 @@ impl Lab {
         }
         Lab {
             case,
+            uoa,
             engine,
             flows,
             t: 1_000_000_000,
@@ -471,8 +523,10 @@ impl Lab {
         }
     }
 
-    /// Feed frames arriving at the balancer; decode (checked) everything it emits.
-    pub fn send(&mut self, frames: Vec<Vec<u8>>) -> Vec<Out> {
+    /// Feed frames arriving at the balancer; return what it emits (port, bytes), undecoded
+    /// (e.g. IPv4 fragments, which the decoder judges as cut-short packets), recorded for the
+    /// pcap files.
+    pub fn send_raw(&mut self, frames: Vec<Vec<u8>>) -> Vec<(Option<u16>, Vec<u8>)> {
         let recs: Vec<(u64, Vec<u8>)> = frames
             .into_iter()
             .map(|f| {
@@ -489,23 +543,29 @@ impl Lab {
             })
             .unwrap();
         self.t += 1_000_000;
-        let name = self.case.name();
         out.into_iter()
             .map(|e| {
                 self.outputs.push(Record::new(e.ts, e.bytes.clone()));
-                let d = decode_checked(&e.bytes).unwrap_or_else(|err| panic!("{name}: bad frame from rvs: {err}"));
-                if let Some(port) = e.port {
+                (e.port, e.bytes)
+            })
+            .collect()
+    }
+
+    /// Feed frames arriving at the balancer; decode (checked) everything it emits.
+    pub fn send(&mut self, frames: Vec<Vec<u8>>) -> Vec<Out> {
+        let name = self.case.name();
+        self.send_raw(frames)
+            .into_iter()
+            .map(|(port, bytes)| {
+                let d = decode_checked(&bytes).unwrap_or_else(|err| panic!("{name}: bad frame from rvs: {err}"));
+                if let Some(port) = port {
                     assert_eq!(
                         d.eth.as_ref().unwrap().src,
                         Case::iface_mac(port),
                         "{name}: source MAC is the output interface's"
                     );
                 }
-                Out {
-                    port: e.port,
-                    bytes: e.bytes,
-                    d,
-                }
+                Out { port, bytes, d }
             })
             .collect()
     }
@@ -815,17 +875,13 @@ impl Lab {
                 let u = udp_seen(o);
                 assert_eq!(u.payload, udp_payload(i, &seg.payload), "{name}: payload intact");
                 let round = seg.payload.first().map_or(0, |b| (b - b'0') as usize);
-                match (c.mode, c.v6()) {
-                    // UOA (DPVS's uoa_max_trail: the first 3 datagrams), in either of DPVS's
-                    // carriers: an IPv4 option ("ipo") or the protocol-248 header ("opp").
-                    (Mode::Fnat, false) | (Mode::Nat64, _) => {
-                        let want = (round < 3).then(|| uoa_option(f.cport, f.client));
-                        assert_eq!(u.uoa, want, "{name}: flow {i} datagram {round}: UOA");
-                    }
-                    // UOA over IPv6 is being added elsewhere; not checked here.
-                    (Mode::Fnat, true) => {}
-                    _ => assert_eq!(u.uoa, None, "{name}: no UOA"),
-                }
+                // UOA: the client's port and address (8 bytes for an IPv4 client, 20 for IPv6)
+                // on the first `uoa_max_trail` datagrams (DPVS's default 3) of FNAT and NAT64,
+                // in the configured carrier (DPVS's default: the protocol-248 opp header).
+                let carrier = self.uoa.carrier(&c).filter(|_| round < self.uoa.max_trail as usize);
+                let want = carrier.map(|_| uoa_option(f.cport, f.client));
+                assert_eq!(u.uoa, want, "{name}: flow {i} datagram {round}: UOA");
+                assert_eq!(u.carrier, carrier, "{name}: flow {i} datagram {round}: UOA carrier");
             }
         }
     }
@@ -947,6 +1003,8 @@ pub struct UdpSeen {
     pub payload: Vec<u8>,
     /// The UOA option (`31, len, port, address`), from either carrier.
     pub uoa: Option<Vec<u8>>,
+    /// Which carrier it came in.
+    pub carrier: Option<Carrier>,
 }
 
 /// DPVS's private "option protocol" carrying UOA in its "opp" mode.
@@ -963,10 +1021,16 @@ pub fn udp_seen(o: &Out) -> UdpSeen {
             o.d.ipv4()
                 .filter(|h| h.options.first() == Some(&31))
                 .map(|h| h.options[..h.options[1] as usize].to_vec());
+        if let Some(h) = o.d.ipv4() {
+            // The endpoints send no options: any option is UOA's, padded to 4 bytes.
+            let want = uoa.as_ref().map_or(0, |u| u.len().div_ceil(4) * 4);
+            assert_eq!(h.options.len(), want, "ipo: the IPv4 options are UOA's alone");
+        }
         return UdpSeen {
             sport: u.sport,
             dport: u.dport,
             payload: o.d.payload.clone(),
+            carrier: uoa.as_ref().map(|_| Carrier::Ipo),
             uoa,
         };
     }
@@ -995,6 +1059,16 @@ pub fn udp_seen(o: &Out) -> UdpSeen {
     let udp = &b[len..];
     let ulen = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     assert_eq!(ulen, udp.len(), "opp: UDP length");
+    // The IP length covers the opp header, the option and the whole datagram.
+    match o.d.ips.first() {
+        Some(Ip::V4(h)) => assert_eq!(
+            h.total_len as usize,
+            4 * h.ihl as usize + len + ulen,
+            "opp: IPv4 total length"
+        ),
+        Some(Ip::V6(h)) => assert_eq!(h.payload_len as usize, len + ulen, "opp: IPv6 payload length"),
+        None => unreachable!(),
+    }
     let acc = match pseudo {
         Pseudo::V4(s, d) => csum::pseudo_v4(s.octets(), d.octets(), 17, ulen),
         Pseudo::V6(s, d) => csum::pseudo_v6(s.octets(), d.octets(), 17, ulen),
@@ -1008,6 +1082,7 @@ pub fn udp_seen(o: &Out) -> UdpSeen {
         dport: u16::from_be_bytes([udp[2], udp[3]]),
         payload: udp[8..].to_vec(),
         uoa: Some(opt),
+        carrier: Some(Carrier::Opp),
     }
 }
 
