@@ -37,11 +37,9 @@
 //! Errors quoting a datagram that carried FNAT's UOA (`*_uoa_ipo`): after one UDP round the
 //! real server's error quotes the first datagram as it got it, IPv4 option 31 included; it is
 //! matched to the connection and reaches the client (IPv4 FNAT: the option stays in the quoted
-//! header; NAT64: the quoted IPv4 header, option and all, becomes an IPv6 header). Not here:
-//! the same with DPVS's default carrier, the protocol-248 opp header (lookup matches it, but
-//! rvs-xmit's translation does not yet take the opp header out of the quote: over IPv4 and
-//! NAT64 the error is dropped `not_supported`, over IPv6 it reaches the client with the opp
-//! header still quoted in front of its UDP header).
+//! header; NAT64: the quoted IPv4 header, option and all, becomes an IPv6 header). The same
+//! with DPVS's default carrier, the protocol-248 opp header (`*_uoa_opp`: IPv4, IPv6, NAT64):
+//! the client gets a quote of plain UDP, the opp header taken out and the lengths shortened.
 //!
 //! Not here: errors quoting an echo (rvs-xmit's `icmp_err::errors_quoting_an_echo_*`; an error
 //! quoting a forwarded echo runs through the whole graph in `replay_icmp_echo.rs`); DR and
@@ -158,6 +156,20 @@ fn check_quote(
     );
     let inner = gi.inner.as_ref().expect("the quoted packet");
     let sent_inner = si.inner.as_ref().unwrap();
+    // A quote of a datagram that carried UOA in DPVS's opp header (protocol 248, its length at
+    // bytes 2..4): the addressee never saw that header, so the quote it gets has plain UDP.
+    let opp = match sent_inner.ip().unwrap() {
+        Ip::V4(h) if h.proto == 248 => u16::from_be_bytes([sent_inner.payload[2], sent_inner.payload[3]]) as usize,
+        Ip::V6(h) if h.proto == 248 => u16::from_be_bytes([sent_inner.payload[2], sent_inner.payload[3]]) as usize,
+        _ => 0,
+    };
+    if opp != 0 {
+        let got_proto = match inner.ip().unwrap() {
+            Ip::V4(h) => h.proto,
+            Ip::V6(h) => h.proto,
+        };
+        assert_eq!(got_proto, 17, "{name}: the opp header taken out of the quote");
+    }
     if si.v6 != v6_out {
         // The quoted header translated as RFC 7915 4.1 / 5.1 translate a header: the upper
         // layer's length and protocol, TOS <-> traffic class, TTL <-> hop limit as quoted (one
@@ -166,6 +178,7 @@ fn check_quote(
             Ip::V4(h) => (h.total_len as usize - 4 * h.ihl as usize, h.proto),
             Ip::V6(h) => (h.payload_len as usize, h.proto),
         };
+        let (l4_len, proto) = if opp != 0 { (l4_len - opp, 17) } else { (l4_len, proto) };
         match inner.ip().unwrap() {
             Ip::V6(h) => {
                 let got = (h.traffic_class, h.flow_label, h.hop_limit, h.payload_len as usize);
@@ -211,7 +224,14 @@ fn check_quote(
             "{name}: the addressee's own sequence numbers"
         );
     }
-    assert_eq!(inner.payload, sent_inner.payload, "{name}: quoted payload kept");
+    // Behind an opp header the decoder of the sent frame stopped: its "payload" starts with the
+    // opp header and the UDP header.
+    let sent_payload = if opp != 0 {
+        &sent_inner.payload[opp + 8..]
+    } else {
+        &sent_inner.payload[..]
+    };
+    assert_eq!(inner.payload, sent_payload, "{name}: quoted payload kept");
     // The decoder verified the quoted L4 checksum (the whole datagram is quoted).
     let quoted_l4 = got
         .d
@@ -233,15 +253,14 @@ fn check_quote(
 }
 
 fn errors(mode: Mode, proto: Proto, fam: Fam) {
-    errors_with(mode, proto, fam, Uoa::DEFAULT);
+    errors_with(mode, proto, fam, Uoa::DEFAULT, false);
 }
 
 /// `uoa`: the `[udp]` section. With the default, UDP runs four rounds, so the quoted datagrams
 /// carry no UOA; otherwise one, so the quote from the server side is of a datagram with UOA.
-fn errors_with(mode: Mode, proto: Proto, fam: Fam, uoa: Uoa) {
+fn errors_with(mode: Mode, proto: Proto, fam: Fam, uoa: Uoa, with_uoa: bool) {
     let case = Case::new(mode, proto, fam);
     let mut lab = Lab::with_uoa(case, 32, uoa);
-    let with_uoa = uoa != Uoa::DEFAULT;
     // TCP up to the request; UDP four rounds (one to quote UOA).
     lab.run(proto == Proto::Udp && !with_uoa);
     let (rq, rs) = (REQ.len() as u32, RESP.len() as u32);
@@ -362,14 +381,6 @@ cases! {
     nat64_udp: Nat64 Udp V6;
 }
 
-// Not committed: the same with DPVS's default carrier, the protocol-248 opp header. Lookup
-// matches the quote (rvs-lookup `errors_quoting_a_datagram_with_uoa_match_through_either_carrier`),
-// but rvs-xmit's translation (`icmp.rs`) keeps the quoted IP protocol 248: over IPv4 and
-// NAT64 the error is dropped `not_supported` (the quoted protocol 248 is not the connection's
-// 17); over IPv6 it reaches the client with the quoted next header 248 and the 24-byte opp
-// header still in front of its (correctly translated) UDP header, so the client's stack finds
-// no UDP socket for it. Gap: xmit should take the opp header out of the quote (next header
-// 17, lengths 24 or 12 bytes shorter).
 const IPO: Uoa = Uoa {
     mode: Carrier::Ipo,
     max_trail: 3,
@@ -377,12 +388,29 @@ const IPO: Uoa = Uoa {
 
 #[test]
 fn fnat_udp_ipv4_uoa_ipo() {
-    errors_with(Mode::Fnat, Proto::Udp, Fam::V4, IPO);
+    errors_with(Mode::Fnat, Proto::Udp, Fam::V4, IPO, true);
 }
 
 #[test]
 fn nat64_udp_uoa_ipo() {
-    errors_with(Mode::Nat64, Proto::Udp, Fam::V6, IPO);
+    errors_with(Mode::Nat64, Proto::Udp, Fam::V6, IPO, true);
+}
+
+// The same with DPVS's default carrier, the protocol-248 opp header: xmit takes it out of the
+// quote (protocol UDP again, lengths shorter by the header), in one family and across NAT64.
+#[test]
+fn fnat_udp_ipv4_uoa_opp() {
+    errors_with(Mode::Fnat, Proto::Udp, Fam::V4, Uoa::DEFAULT, true);
+}
+
+#[test]
+fn fnat_udp_ipv6_uoa_opp() {
+    errors_with(Mode::Fnat, Proto::Udp, Fam::V6, Uoa::DEFAULT, true);
+}
+
+#[test]
+fn nat64_udp_uoa_opp() {
+    errors_with(Mode::Nat64, Proto::Udp, Fam::V6, Uoa::DEFAULT, true);
 }
 
 #[test]

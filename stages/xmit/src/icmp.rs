@@ -89,6 +89,13 @@ pub(crate) fn xmit_icmp_err<M: Mbuf>(l2: &L2, conn: &Conn, p: &mut Packet<M>, se
     if inner_v6 != h.v6 {
         return Err(XmitDrop::Invalid);
     }
+    let mut h = h;
+    let mut il4 = il4;
+    if strip_quoted_opp(&mut p.mbuf, &mut h, il3, &mut il4)? {
+        let m = &mut p.meta;
+        m.inner_l4_off = il4 as u16;
+        m.l3_len = (h.end - h.l3) as u16;
+    }
     // What the quoted packet must show: the tuple its addressee sent; the quoted packet
     // itself is what the balancer sent on the other side (that side's tuple reversed).
     let (q, sent_side) = match dir {
@@ -194,6 +201,59 @@ pub(crate) fn xmit_icmp_err<M: Mbuf>(l2: &L2, conn: &Conn, p: &mut Packet<M>, se
     sent.port = nh.port;
     sent.icmp_err = true;
     Ok(())
+}
+
+/// Take DPVS's UOA "opp" header (protocol 248, [`crate::toa::IPPROTO_OPP`]) out of a quoted
+/// datagram. FNAT put it in front of the UDP header of the first datagrams it sent the real
+/// server; an error quoting one of them (lookup found the UDP ports behind it) must reach the
+/// other side quoting plain UDP, as its addressee sent or would know it: the opp header is
+/// removed (the bytes in front of it move forward), the quoted IP header says UDP with a
+/// length that much shorter (IPv4 header checksum recomputed), and the outer header's length
+/// shrinks with it. Only the layout rvs itself sends is recognised: the opp header right behind
+/// the quoted IPv4 header (any options) or the fixed IPv6 header, its next protocol UDP and its
+/// length ending where lookup put the UDP header. Returns whether it removed one.
+fn strip_quoted_opp<M: Mbuf>(m: &mut M, h: &mut Hdr, il3: usize, il4: &mut usize) -> Result<bool, XmitDrop> {
+    let d = m.data();
+    let v6 = d[il3] >> 4 == 6;
+    let (proto_at, hdr_end) = if v6 {
+        (il3 + 6, il3 + V6_HDR)
+    } else {
+        (il3 + 9, il3 + usize::from(d[il3] & 0xf) * 4)
+    };
+    if d.get(proto_at) != Some(&crate::toa::IPPROTO_OPP) || *il4 <= hdr_end {
+        return Ok(false);
+    }
+    let n = *il4 - hdr_end;
+    let opp_len = d
+        .get(hdr_end + 2..hdr_end + 4)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    if n < 4 || d.get(hdr_end + 1) != Some(&PROTO_UDP) || opp_len != Some(n) {
+        return Err(XmitDrop::Invalid);
+    }
+    if !m.remove_front(hdr_end, n) {
+        return Err(XmitDrop::Invalid);
+    }
+    let data = m.data_mut();
+    if v6 {
+        let mut ip = Ipv6Packet::new_unchecked(&mut data[il3..hdr_end]);
+        ip.set_next_header(PROTO_UDP);
+        ip.set_payload_len(ip.payload_len().saturating_sub(n as u16));
+        let mut out = Ipv6Packet::new_unchecked(&mut data[h.l3..h.l4]);
+        out.set_payload_len(out.payload_len().saturating_sub(n as u16));
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[il3..hdr_end]);
+        ip.set_protocol(PROTO_UDP);
+        ip.set_total_len(ip.total_len().saturating_sub(n as u16));
+        ip.fill_checksum();
+        let mut out = Ipv4Packet::new_unchecked(&mut data[h.l3..h.l4]);
+        let (old, new) = (out.total_len(), out.total_len().saturating_sub(n as u16));
+        out.set_total_len(new);
+        let ck = rvs_core::checksum::update16(out.checksum(), old, new);
+        out.set_checksum(ck);
+    }
+    h.end -= n;
+    *il4 = hdr_end;
+    Ok(true)
 }
 
 /// How the quoted packet of an error is rewritten.
