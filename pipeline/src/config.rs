@@ -136,6 +136,37 @@ pub struct InterfaceCfg {
     /// The DPDK device for `rvs run` (a PCI address or a vdev string).
     #[serde(default)]
     pub device: Option<String>,
+    /// The largest IP datagram sent on it (DPVS's per-device `mtu`; default 1500): what xmit
+    /// measures tunnelled packets, TOA and UOA against. It sets rvs's L2 table only; the
+    /// device's own MTU is left to its defaults.
+    #[serde(default)]
+    pub mtu: Option<Mtu>,
+}
+
+/// An interface MTU: 1280 (IPv6's minimum, RFC 8200 section 5) to 9216 (jumbo frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mtu(pub u16);
+
+impl Mtu {
+    /// The range accepted.
+    pub const RANGE: std::ops::RangeInclusive<u16> = 1280..=9216;
+}
+
+impl<'de> Deserialize<'de> for Mtu {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        u16::try_from(v)
+            .ok()
+            .filter(|m| Mtu::RANGE.contains(m))
+            .map(Mtu)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "mtu {v} is outside {}..={} (IPv6's minimum to jumbo frames)",
+                    Mtu::RANGE.start(),
+                    Mtu::RANGE.end()
+                ))
+            })
+    }
 }
 
 /// `[[neighbor]]`: a static neighbour entry.
@@ -1186,6 +1217,26 @@ max_conn = 0
         let svc = snap.find(Proto::Tcp, "198.18.0.100".parse().unwrap(), 80).unwrap();
         assert_eq!(svc.dests[0].port, 8080);
         assert_eq!(svc.dests[0].fwd, Forward::Fnat);
+    }
+
+    #[test]
+    fn interface_mtu_reaches_the_l2_table_and_bad_ones_are_located() {
+        let with = GOOD.replace(
+            "addresses = [\"198.18.0.1/24\", \"198.18.1.1/24\"]",
+            "addresses = [\"198.18.0.1/24\", \"198.18.1.1/24\"]\nmtu = 1400",
+        );
+        assert_ne!(with, GOOD);
+        let l2 = crate::l2::build(&Config::parse("x.toml", &with).unwrap()).unwrap();
+        assert_eq!(l2.mtu(0), 1400);
+        let l2 = crate::l2::build(&Config::parse("x.toml", GOOD).unwrap()).unwrap();
+        assert_eq!(l2.mtu(0), rvs_xmit::l2::DEFAULT_MTU as usize);
+        for bad in ["1279", "9217", "-1", "70000"] {
+            let text = with.replace("mtu = 1400", &format!("mtu = {bad}"));
+            let e = Config::parse("x.toml", &text).unwrap_err();
+            let line = text.lines().position(|l| l.starts_with("mtu")).unwrap() + 1;
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.msg.contains(&format!("mtu {bad} is outside 1280..=9216")), "{e}");
+        }
     }
 
     #[test]

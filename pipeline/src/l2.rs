@@ -16,8 +16,14 @@ pub fn build(cfg: &Config) -> anyhow::Result<Arc<L2>> {
     for i in &cfg.interfaces {
         let addrs: Vec<String> = i.addresses.iter().map(|p| format!("{}/{}", p.addr, p.len)).collect();
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-        l2.add_interface(&i.name, &format_mac(i.mac.0), &refs)
+        let port = l2
+            .add_interface(&i.name, &format_mac(i.mac.0), &refs)
             .with_context(|| format!("interface {}", i.name))?;
+        if let Some(m) = i.mtu
+            && !l2.set_mtu(port, m.0)
+        {
+            anyhow::bail!("interface {}: mtu {} not accepted (at least 1280)", i.name, m.0);
+        }
     }
     for n in &cfg.neighbors {
         l2.add_neighbor(&n.ip.0.to_string(), &format_mac(n.mac.0))
