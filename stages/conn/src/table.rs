@@ -418,20 +418,37 @@ impl LcoreConns {
     /// is touched only when the deadline moves earlier than the slot the connection waits in.
     #[inline]
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: TcpFlags, timeouts: &Timeouts, now: Now) {
-        let i = id as usize;
-        if !self.slots.get(i).is_some_and(|s| s.live) {
-            return;
-        }
+        self.on_packet_with(id, dir, tcp_flags, now, |_| timeouts);
+    }
+
+    /// [`LcoreConns::on_packet`] for the hit path of lookup: the timeouts are chosen by
+    /// `timeouts`, called once with the live connection before its state moves (lookup
+    /// resolves, and may re-home, the connection's service there), and the state numbers
+    /// before and after the packet are returned; `None` (nothing done, `timeouts` not called)
+    /// for an id that is not live. One bounds check and one liveness check per packet, the
+    /// record read once, no division: the timer wheel's slot is computed only when the
+    /// deadline moves earlier than the slot the connection waits in.
+    #[inline]
+    pub fn on_packet_with<'t>(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: TcpFlags,
+        now: Now,
+        timeouts: impl FnOnce(&mut Conn) -> &'t Timeouts,
+    ) -> Option<(u8, u8)> {
+        let slot = self.slots.get_mut(id as usize).filter(|s| s.live)?;
         self.now = self.now.max(now);
-        let slot = &mut self.slots[i];
         let c = &mut slot.conn;
+        let timeouts = timeouts(c);
+        let before = c.state;
         let timeout = match c.in_tuple.proto {
             Proto::Tcp => {
                 let input_only = matches!(c.fwd, Forward::Dr | Forward::Tunnel) && !c.flags.has(ConnFlags::OUTPUT_SEEN);
                 if dir == Dir::Out {
                     c.flags.set(ConnFlags::OUTPUT_SEEN);
                 }
-                let from = TcpState::from_u8(c.state);
+                let from = TcpState::from_u8(before);
                 let to = state::transition(Table::for_packet(dir, input_only), from, tcp_flags);
                 if to != from {
                     if c.flags.has(ConnFlags::BOUND) && !c.flags.has(ConnFlags::TEMPLATE) {
@@ -451,16 +468,21 @@ impl LcoreConns {
             Proto::Udp => timeouts.udp,
             Proto::Icmp | Proto::Icmp6 => timeouts.icmp,
         };
+        let after = c.state;
         c.timeout_secs = timeout;
         let expires = now.plus_secs(u64::from(timeout)).plus_nanos(u64::from(slot.jitter));
         c.expires = expires;
+        // The entry moves when max(due_tick(expires), cur_tick) < ttick. With w = ttick:
+        // ceil(e / tick) <= w - 1 exactly when e <= (w - 1) * tick (saturating: past u64 every
+        // e qualifies), so the common case (a deadline pushed later) needs no division.
         let waits_at = slot.ttick;
-        let due = self.due_tick(expires).max(self.cur_tick);
-        if due < waits_at {
+        if self.cur_tick < waits_at && expires.nanos() <= (waits_at - 1).saturating_mul(self.tick_ns) {
+            let due = self.due_tick(expires).max(self.cur_tick);
             self.timer_unlink(id);
             self.timer_link(id, due);
             self.stats.timer_moved += 1;
         }
+        Some((before, after))
     }
 
     /// Remove connection `id` now (not by its timer), releasing what expiry releases.

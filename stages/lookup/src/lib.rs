@@ -322,10 +322,9 @@ impl Lookup {
         cx: &StageCx<'_>,
         owners: Option<&OwnerTable>,
         q: Quoted,
-        mut p: rvs_core::stage::Packet<M>,
+        p: &mut rvs_core::stage::Packet<M>,
         c: &mut LookupCounters,
-        out: &mut Out<'_, M, LookupNext, LookupDrop>,
-    ) -> LookupTrace {
+    ) -> (Verdict, LookupTrace) {
         let t = q.tuple;
         let mut tr = LookupTrace {
             tuple: t,
@@ -340,8 +339,7 @@ impl Lookup {
             p.meta.icmp_err = true;
             p.meta.inner_l3_off = q.l3_off;
             p.meta.inner_l4_off = q.l4_off;
-            out.next(LookupNext::Hit, p);
-            return LookupTrace {
+            let tr = LookupTrace {
                 conn: id,
                 dir,
                 state_before: state,
@@ -349,6 +347,7 @@ impl Lookup {
                 outcome: LookupNext::Hit as u8,
                 ..tr
             };
+            return (Verdict::Next(LookupNext::Hit), tr);
         }
         let lcores = conns.lcores();
         if lcores > 1 {
@@ -360,120 +359,172 @@ impl Lookup {
                 && owner != cx.lcore
             {
                 c.icmp_err_redirected += 1;
-                out.redirect(owner, p);
                 tr.outcome = LookupTrace::REDIRECTED;
-                return tr;
+                return (Verdict::Redirect(owner), tr);
             }
         }
         c.icmp_err_miss += 1;
         c.miss += 1;
-        out.next(LookupNext::Miss, p);
         tr.outcome = LookupNext::Miss as u8;
-        tr
+        (Verdict::Next(LookupNext::Miss), tr)
     }
 
-    /// One packet; returns the trace outcome.
-    #[inline]
-    fn one<M: Mbuf>(
+    /// One packet, by reference: sets its metadata and the counters and returns where it
+    /// goes; the caller moves it there (a packet is moved once in and once out of lookup).
+    /// With `TRACE` the record of the packet is written to `tr` (untouched otherwise).
+    #[inline(always)]
+    fn one<M: Mbuf, const TRACE: bool>(
         conns: &mut LcoreConns,
         cx: &StageCx<'_>,
         owners: Option<&OwnerTable>,
-        p: rvs_core::stage::Packet<M>,
+        p: &mut rvs_core::stage::Packet<M>,
         c: &mut LookupCounters,
-        out: &mut Out<'_, M, LookupNext, LookupDrop>,
-    ) -> LookupTrace {
-        let mut p = p;
-        let mut tr = LookupTrace {
-            conn: rvs_core::meta::NO_CONN,
-            ..LookupTrace::default()
-        };
+        tr: &mut LookupTrace,
+    ) -> Verdict {
         if p.meta.fragment {
-            out.drop(LookupDrop::Fragment, p);
-            tr.outcome = LookupTrace::DROPPED;
-            return tr;
+            if TRACE {
+                tr.outcome = LookupTrace::DROPPED;
+            }
+            return Verdict::Drop;
         }
-        if let Some(q) = quoted(&p) {
-            return Self::icmp_error(conns, cx, owners, q, p, c, out);
+        // Only ICMP and ICMPv6 errors quote a packet: one compare keeps TCP and UDP off the
+        // quote reader.
+        if matches!(p.meta.proto, 1 | 58)
+            && let Some(q) = quoted(p)
+        {
+            let (v, t) = Self::icmp_error(conns, cx, owners, q, p, c);
+            if TRACE {
+                *tr = t;
+            }
+            return v;
         }
         let Some(t) = Tuple::of(&p.meta) else {
             c.miss += 1;
-            out.next(LookupNext::Miss, p);
-            tr.outcome = LookupNext::Miss as u8;
-            return tr;
+            if TRACE {
+                tr.outcome = LookupNext::Miss as u8;
+            }
+            return Verdict::Next(LookupNext::Miss);
         };
-        tr.tuple = t;
-        match conns.lookup(&t) {
-            Some((id, dir)) => {
-                let (before, timeouts) = match conns.conn_mut(id) {
-                    Some(conn) => (
-                        conn.state,
-                        match service_of(cx.snapshot, conn) {
-                            Some((i, moved)) => {
-                                if moved {
-                                    conn.svc = i;
-                                    conn.generation = cx.snapshot.generation;
-                                    c.rehomed += 1;
-                                }
-                                &cx.snapshot.services[i as usize].timeouts
-                            }
-                            None => {
-                                conn.svc = SERVICE_GONE;
-                                conn.generation = cx.snapshot.generation;
-                                c.service_gone += 1;
-                                &Timeouts::DPVS
-                            }
-                        },
-                    ),
-                    None => (0, &Timeouts::DPVS),
-                };
-                conns.on_packet(id, dir, p.meta.tcp_flags, timeouts, cx.now);
-                let after = conns.conn(id).map_or(before, |k| k.state);
-                if after != before {
-                    c.state_changes += 1;
-                }
-                match dir {
-                    Dir::In => c.hit_in += 1,
-                    Dir::Out => c.hit_out += 1,
-                }
-                p.meta.conn = id;
-                p.meta.dir = dir;
-                out.next(LookupNext::Hit, p);
-                LookupTrace {
-                    conn: id,
-                    dir,
-                    state_before: before,
-                    state_after: after,
-                    outcome: LookupNext::Hit as u8,
-                    ..tr
+        if TRACE {
+            tr.tuple = t;
+        }
+        if let Some((id, dir)) = conns.lookup(&t) {
+            let snap = cx.snapshot;
+            let rehomed = &mut c.rehomed;
+            let gone = &mut c.service_gone;
+            let (before, after) = conns
+                .on_packet_with(id, dir, p.meta.tcp_flags, cx.now, |conn| match service_of(snap, conn) {
+                    Some((i, moved)) => {
+                        if moved {
+                            conn.svc = i;
+                            conn.generation = snap.generation;
+                            *rehomed += 1;
+                        }
+                        &snap.services[i as usize].timeouts
+                    }
+                    None => {
+                        conn.svc = SERVICE_GONE;
+                        conn.generation = snap.generation;
+                        *gone += 1;
+                        &Timeouts::DPVS
+                    }
+                })
+                .unwrap_or((0, 0));
+            if after != before {
+                c.state_changes += 1;
+            }
+            match dir {
+                Dir::In => c.hit_in += 1,
+                Dir::Out => c.hit_out += 1,
+            }
+            p.meta.conn = id;
+            p.meta.dir = dir;
+            if TRACE {
+                tr.conn = id;
+                tr.dir = dir;
+                tr.state_before = before;
+                tr.state_after = after;
+                tr.outcome = LookupNext::Hit as u8;
+            }
+            return Verdict::Next(LookupNext::Hit);
+        }
+        Self::miss::<TRACE>(conns, cx, owners, &t, c, tr)
+    }
+
+    /// A packet whose tuple no connection has: redirected to the lcore owning it, or on to
+    /// schedule.
+    #[inline(always)]
+    fn miss<const TRACE: bool>(
+        conns: &mut LcoreConns,
+        cx: &StageCx<'_>,
+        owners: Option<&OwnerTable>,
+        t: &Tuple,
+        c: &mut LookupCounters,
+        tr: &mut LookupTrace,
+    ) -> Verdict {
+        let lcores = conns.lcores();
+        if lcores > 1 {
+            if conns.ports().has_laddr(t.daddr) {
+                let owner = SaPool::owner_lcore(t.dport, lcores);
+                if owner != cx.lcore {
+                    c.redirected += 1;
+                    if TRACE {
+                        tr.outcome = LookupTrace::REDIRECTED;
+                    }
+                    return Verdict::Redirect(owner);
                 }
             }
-            None => {
-                let lcores = conns.lcores();
-                if lcores > 1 && conns.ports().has_laddr(t.daddr) {
-                    let owner = SaPool::owner_lcore(t.dport, lcores);
-                    if owner != cx.lcore {
-                        c.redirected += 1;
-                        out.redirect(owner, p);
-                        tr.outcome = LookupTrace::REDIRECTED;
-                        return tr;
-                    }
-                }
-                if lcores > 1
-                    && let Some(owner) = owners.and_then(|o| o.owner(&t))
-                    && owner != cx.lcore
-                {
-                    c.redirected_owner += 1;
-                    out.redirect(owner, p);
+            if let Some(owner) = owners.and_then(|o| o.owner(t))
+                && owner != cx.lcore
+            {
+                c.redirected_owner += 1;
+                if TRACE {
                     tr.outcome = LookupTrace::REDIRECTED;
-                    return tr;
                 }
-                c.miss += 1;
-                out.next(LookupNext::Miss, p);
-                tr.outcome = LookupNext::Miss as u8;
-                tr
+                return Verdict::Redirect(owner);
+            }
+        }
+        c.miss += 1;
+        if TRACE {
+            tr.outcome = LookupNext::Miss as u8;
+        }
+        Verdict::Next(LookupNext::Miss)
+    }
+
+    /// Every packet of `input`, in order, each moved once to where [`Lookup::one`] sends it.
+    #[inline(always)]
+    fn run<M: Mbuf, const TRACE: bool>(
+        conns: &mut LcoreConns,
+        cx: &StageCx<'_>,
+        owners: Option<&OwnerTable>,
+        input: &mut PacketVec<M>,
+        c: &mut LookupCounters,
+        out: &mut Out<'_, M, LookupNext, LookupDrop>,
+        mut ring: Option<&mut TraceRing>,
+    ) {
+        for mut p in input.drain() {
+            let mut tr = LookupTrace {
+                conn: rvs_core::meta::NO_CONN,
+                ..LookupTrace::default()
+            };
+            match Self::one::<M, TRACE>(conns, cx, owners, &mut p, c, &mut tr) {
+                Verdict::Next(n) => out.next(n, p),
+                Verdict::Redirect(lcore) => out.redirect(lcore, p),
+                Verdict::Drop => out.drop(LookupDrop::Fragment, p),
+            }
+            if TRACE && let Some(r) = ring.as_deref_mut() {
+                r.push(tr);
             }
         }
     }
+}
+
+/// Where one packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Next(LookupNext),
+    Redirect(u16),
+    Drop,
 }
 
 impl<M: Mbuf> Stage<M> for Lookup {
@@ -488,17 +539,8 @@ impl<M: Mbuf> Stage<M> for Lookup {
             let conns = &mut *guard;
             let owners = self.owners.as_deref();
             match &mut self.trace {
-                None => {
-                    for p in input.drain() {
-                        Self::one(conns, cx, owners, p, &mut local, out);
-                    }
-                }
-                Some(ring) => {
-                    for p in input.drain() {
-                        let t = Self::one(conns, cx, owners, p, &mut local, out);
-                        ring.push(t);
-                    }
-                }
+                None => Self::run::<M, false>(conns, cx, owners, input, &mut local, out, None),
+                Some(ring) => Self::run::<M, true>(conns, cx, owners, input, &mut local, out, Some(ring)),
             }
         }
         self.counters.add(&local);
