@@ -10,7 +10,7 @@
 //! ([`pseudo_update`]).
 
 use rvs_core::addr::Addr;
-use rvs_core::checksum::{self, fold, sum};
+use rvs_core::checksum::{self, fold};
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::PacketMeta;
 use rvs_core::wire::ethernet::{EtherType, EthernetFrame};
@@ -73,23 +73,68 @@ impl Hdr {
     }
 }
 
-/// One's-complement sum of an address's bytes in its family (4 or 16 bytes).
+/// One's-complement sum of an address's bytes in its family (4 or 16 bytes): the plain sum
+/// of its 16-bit words (2 or 8 of them, so it cannot overflow), read from the address's
+/// integer form rather than from bytes.
 #[inline]
 pub(crate) fn addr_sum(a: Addr) -> u32 {
+    let v = a.0;
+    let words =
+        |x: u64| (x & 0xffff) as u32 + ((x >> 16) & 0xffff) as u32 + ((x >> 32) & 0xffff) as u32 + (x >> 48) as u32;
     if a.is_v4() {
-        sum(&a.v4_octets(), 0)
+        (v as u32 & 0xffff) + ((v as u32) >> 16)
     } else {
-        sum(&a.octets(), 0)
+        words(v as u64) + words((v >> 64) as u64)
     }
+}
+
+/// The one's-complement sum of the 16-bit words of an address pair (folded), as the
+/// pseudo-header sees them.
+#[inline]
+fn pair_sum(a: [Addr; 2]) -> u16 {
+    fold(addr_sum(a[0]) + addr_sum(a[1]))
 }
 
 /// An upper-layer checksum after the pseudo-header addresses changed from `old` to `new`
 /// (any families; RFC 1624 eqn. 3 with the folded sums as the changed word).
 #[inline]
 pub(crate) fn pseudo_update(ck: u16, old: [Addr; 2], new: [Addr; 2]) -> u16 {
-    let o = fold(addr_sum(old[0]) + addr_sum(old[1]));
-    let n = fold(addr_sum(new[0]) + addr_sum(new[1]));
-    checksum::update16(ck, o, n)
+    checksum::update16(ck, pair_sum(old), pair_sum(new))
+}
+
+/// Several RFC 1624 updates of one checksum gathered and applied at once: the terms
+/// `~m + m'` of every changed word are added up and the checksum field is read and written
+/// once (`HC' = ~(~HC + sum(~m + m'))`, eqn. 3 over all the words). The result is the same,
+/// bit for bit, as applying [`checksum::update16`] word after word in any order: every
+/// step's sum is congruent modulo 0xffff to the one-pass sum, and a sum folds to 0 (a field of
+/// 0xffff rather than 0) only when `~HC` and every term are zero, in one pass as in many.
+/// Every term the word-by-word code adds is added here too, unchanged words included, so even
+/// that corner case matches.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CkDelta(u32);
+
+impl CkDelta {
+    /// One 16-bit word changed from `old` to `new`.
+    #[inline]
+    pub fn w16(&mut self, old: u16, new: u16) {
+        self.0 += (!old) as u32 + new as u32;
+    }
+    /// One 32-bit field (two words) changed from `old` to `new`, as [`checksum::update32`].
+    #[inline]
+    pub fn w32(&mut self, old: u32, new: u32) {
+        self.w16((old >> 16) as u16, (new >> 16) as u16);
+        self.w16(old as u16, new as u16);
+    }
+    /// The pseudo-header addresses changed from `old` to `new`, as [`pseudo_update`].
+    #[inline]
+    pub fn pseudo(&mut self, old: [Addr; 2], new: [Addr; 2]) {
+        self.w16(pair_sum(old), pair_sum(new));
+    }
+    /// The checksum `ck` after every gathered change.
+    #[inline]
+    pub fn apply(self, ck: u16) -> u16 {
+        !fold((!ck) as u32 + self.0)
+    }
 }
 
 /// The TTL / hop limit.
@@ -98,7 +143,9 @@ pub(crate) fn ttl(data: &[u8], h: &Hdr) -> u8 {
 }
 
 /// Rewrite the addresses (same family as the header) and decrement the TTL / hop limit;
-/// returns the new TTL. IPv4's header checksum is updated incrementally.
+/// returns the new TTL. IPv4's header checksum is updated incrementally, once for all the
+/// changed words ([`CkDelta`]); an address already equal is not touched, a TTL of 0 stays 0.
+#[inline]
 pub(crate) fn rewrite_same_family(data: &mut [u8], h: &Hdr, src: Addr, dst: Addr, dec_ttl: bool) -> u8 {
     let b = &mut data[h.l3..h.end];
     if h.v6 {
@@ -111,13 +158,32 @@ pub(crate) fn rewrite_same_family(data: &mut [u8], h: &Hdr, src: Addr, dst: Addr
         t
     } else {
         let mut ip = Ipv4Packet::new_unchecked(b);
-        if ip.src() != src.v4_octets() {
-            ip.rewrite_src(src.v4_octets());
+        let mut d = CkDelta::default();
+        let (os, ns) = (u32::from_be_bytes(ip.src()), src.v4_u32());
+        if os != ns {
+            d.w32(os, ns);
+            ip.set_src(src.v4_octets());
         }
-        if ip.dst() != dst.v4_octets() {
-            ip.rewrite_dst(dst.v4_octets());
+        let (od, nd) = (u32::from_be_bytes(ip.dst()), dst.v4_u32());
+        if od != nd {
+            d.w32(od, nd);
+            ip.set_dst(dst.v4_octets());
         }
-        if dec_ttl { ip.decrement_ttl() } else { ip.ttl() }
+        let ttl = ip.ttl();
+        if !dec_ttl || ttl == 0 {
+            if os != ns || od != nd {
+                let ck = d.apply(ip.checksum());
+                ip.set_checksum(ck);
+            }
+            return ttl;
+        }
+        // TTL shares its 16-bit word with the protocol byte.
+        let proto = ip.protocol() as u16;
+        d.w16((ttl as u16) << 8 | proto, ((ttl - 1) as u16) << 8 | proto);
+        ip.set_ttl(ttl - 1);
+        let ck = d.apply(ip.checksum());
+        ip.set_checksum(ck);
+        ttl - 1
     }
 }
 
@@ -229,4 +295,73 @@ pub(crate) fn v4_to_v6<M: Mbuf>(m: &mut M, h: &Hdr, src: Addr, dst: Addr) -> Res
     ip.set_dst(dst.octets());
     set_ethertype(data, true)?;
     Ok(nh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::rng::SplitMix64;
+
+    /// The one-pass update equals the word-by-word updates of rvs-core's checksum module
+    /// (the code it replaced), bit for bit, corner values included.
+    #[test]
+    fn one_pass_update_equals_word_by_word() {
+        let mut r = SplitMix64::new(7);
+        let corner = [0u16, 1, 0x7fff, 0xfffe, 0xffff];
+        let word = |r: &mut SplitMix64| {
+            let x = r.next_u64();
+            if x & 3 == 0 {
+                corner[(x >> 8) as usize % corner.len()]
+            } else {
+                (x >> 16) as u16
+            }
+        };
+        for _ in 0..200_000 {
+            let ck = word(&mut r);
+            let n = 1 + (r.next_u64() % 6) as usize;
+            let (mut seq, mut d) = (ck, CkDelta::default());
+            for _ in 0..n {
+                if r.next_u64() & 1 == 0 {
+                    let (o, v) = (word(&mut r), word(&mut r));
+                    seq = checksum::update16(seq, o, v);
+                    d.w16(o, v);
+                } else {
+                    let o = (word(&mut r) as u32) << 16 | word(&mut r) as u32;
+                    let v = (word(&mut r) as u32) << 16 | word(&mut r) as u32;
+                    seq = checksum::update32(seq, o, v);
+                    d.w32(o, v);
+                }
+            }
+            assert_eq!(d.apply(ck), seq, "ck {ck:#06x}");
+        }
+        // The all-zero corner: ~HC and every term zero.
+        let mut d = CkDelta::default();
+        d.w16(0xffff, 0);
+        assert_eq!(d.apply(0xffff), checksum::update16(0xffff, 0xffff, 0));
+    }
+
+    /// The word sums read from the integer form equal the byte sums the checksum module
+    /// computes (what `addr_sum` did before), in both families.
+    #[test]
+    fn address_sums_match_the_byte_sums() {
+        let mut r = SplitMix64::new(9);
+        let edge = [
+            Addr(0),
+            Addr(u128::MAX),
+            Addr::from_v4_u32(0),
+            Addr::from_v4_u32(u32::MAX),
+        ];
+        for i in 0..20_000 {
+            let v6 = Addr((r.next_u64() as u128) << 64 | r.next_u64() as u128);
+            let v4 = Addr::from_v4_u32(r.next_u64() as u32);
+            for a in [v6, v4, edge[i % edge.len()]] {
+                let bytes = if a.is_v4() {
+                    checksum::sum(&a.v4_octets(), 0)
+                } else {
+                    checksum::sum(&a.octets(), 0)
+                };
+                assert_eq!(addr_sum(a), bytes, "{a}");
+            }
+        }
+    }
 }

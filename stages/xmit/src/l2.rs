@@ -16,6 +16,8 @@
 //! balancer has a handful of routes); neighbour lookup is one hash probe. Nothing here
 //! allocates per packet.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rvs_core::addr::Addr;
 use rvs_core::hash::FastMap;
 use rvs_core::wire::ethernet::{Mac, format_mac, parse_mac};
@@ -129,6 +131,77 @@ pub struct NextHop {
     pub dst_mac: Mac,
 }
 
+/// A per-lcore memo of [`L2::next_hop`] answers by destination address (with the port's
+/// MTU), the way DPVS keeps the route and neighbour of a connection instead of looking them
+/// up per packet: a direct-mapped table of [`HopCache::SLOTS`] entries, filled by successful
+/// lookups only (a miss -- no route, no neighbour -- is looked up again every time, so a
+/// packet waiting for ARP/ND still goes to the resolver). Each entry is valid for the table
+/// content it was read from: the cache remembers the [`L2::stamp`] it was filled under and
+/// empties itself when the stamp differs (a configuration reload, a new MTU, a neighbour
+/// learned, changed or expired), so an answer is never older than the tables.
+#[derive(Debug, Clone)]
+pub struct HopCache {
+    stamp: u64,
+    slots: Box<[HopSlot]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HopSlot {
+    dst: Addr,
+    hop: NextHop,
+    mtu: u16,
+    used: bool,
+}
+
+const EMPTY_SLOT: HopSlot = HopSlot {
+    dst: Addr::UNSPECIFIED,
+    hop: NextHop {
+        port: 0,
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
+    },
+    mtu: 0,
+    used: false,
+};
+
+impl HopCache {
+    /// Entries of a cache made by [`HopCache::new`] (a power of two).
+    pub const SLOTS: usize = 256;
+
+    /// An empty cache of [`HopCache::SLOTS`] entries (allocated once, here).
+    pub fn new() -> Self {
+        HopCache {
+            stamp: 0,
+            slots: vec![EMPTY_SLOT; Self::SLOTS].into_boxed_slice(),
+        }
+    }
+    /// A cache that holds nothing: every lookup goes to the tables (no allocation).
+    pub fn disabled() -> Self {
+        HopCache {
+            stamp: 0,
+            slots: Box::new([]),
+        }
+    }
+    fn clear(&mut self, stamp: u64) {
+        for s in self.slots.iter_mut() {
+            s.used = false;
+        }
+        self.stamp = stamp;
+    }
+    /// The slot of `dst` among `n` (a power of two): a multiplicative hash of the address.
+    #[inline]
+    fn index(dst: Addr, n: usize) -> usize {
+        let k = (dst.0 as u64) ^ ((dst.0 >> 64) as u64).rotate_left(29);
+        (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (n - 1)
+    }
+}
+
+impl Default for HopCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Why a next hop could not be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unreachable {
@@ -138,10 +211,17 @@ pub enum Unreachable {
     NoNeighbor,
 }
 
+/// Where the [`L2::stamp`] values come from: one counter for every table in the process, so
+/// no two different contents share a stamp (a new table built by a configuration reload gets
+/// a stamp no earlier table had, even at the address of a freed one).
+static STAMPS: AtomicU64 = AtomicU64::new(1);
+
 /// Interfaces, routes and neighbours of one pipeline (read-only on the packet path; each
 /// lcore may hold its own copy or share one behind an `Arc`).
 #[derive(Debug, Clone, Default)]
 pub struct L2 {
+    /// Changes whenever the content does (see [`L2::stamp`]).
+    stamp: u64,
     ifaces: Vec<Interface>,
     /// Sorted by prefix length, longest first.
     routes: Vec<Route>,
@@ -188,6 +268,7 @@ impl L2 {
             addrs,
             mtu: DEFAULT_MTU,
         });
+        self.touch();
         Ok(port)
     }
 
@@ -197,6 +278,7 @@ impl L2 {
         let addr: Addr = ip.trim().parse().map_err(|_| L2Error::BadAddr(ip.to_string()))?;
         let mac = parse_mac(mac).ok_or_else(|| L2Error::BadMac(mac.to_string()))?;
         self.neighbors.insert(addr, mac);
+        self.touch();
         Ok(())
     }
 
@@ -244,6 +326,20 @@ impl L2 {
             .position(|x| x.prefix < r.prefix)
             .unwrap_or(self.routes.len());
         self.routes.insert(at, r);
+        self.touch();
+    }
+
+    /// A new stamp: the content changed.
+    fn touch(&mut self) {
+        self.stamp = STAMPS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A value that changes whenever the tables do (interfaces, routes, MTUs, static or
+    /// learned neighbours), unique across every table of the process: two tables with one
+    /// stamp hold the same content (one is a clone of the other). Caches of lookups in these
+    /// tables ([`HopCache`]) compare it to know they are still right.
+    pub fn stamp(&self) -> u64 {
+        self.stamp
     }
 
     /// The interfaces, by port index.
@@ -268,6 +364,7 @@ impl L2 {
     pub fn set_learned(&mut self, entries: impl Iterator<Item = (Addr, Mac)>) {
         self.learned.clear();
         self.learned.extend(entries);
+        self.touch();
     }
     /// Reserve room for `n` learned entries.
     pub fn reserve_learned(&mut self, n: usize) {
@@ -279,6 +376,7 @@ impl L2 {
         match self.ifaces.get_mut(port as usize) {
             Some(i) if mtu >= 1280 => {
                 i.mtu = mtu;
+                self.touch();
                 true
             }
             _ => false,
@@ -322,6 +420,37 @@ impl L2 {
             src_mac: iface.mac,
             dst_mac,
         })
+    }
+
+    /// As [`L2::next_hop`] through `cache` (see [`HopCache`]), with the output port's MTU.
+    #[inline]
+    pub fn next_hop_cached(&self, cache: &mut HopCache, dst: Addr) -> Result<(NextHop, usize), Unreachable> {
+        if cache.stamp != self.stamp {
+            cache.clear(self.stamp);
+        }
+        let n = cache.slots.len();
+        if n == 0 {
+            let nh = self.next_hop(dst)?;
+            return Ok((nh, self.mtu(nh.port)));
+        }
+        let i = HopCache::index(dst, n);
+        if let Some(s) = cache.slots.get(i)
+            && s.used
+            && s.dst == dst
+        {
+            return Ok((s.hop, s.mtu as usize));
+        }
+        let nh = self.next_hop(dst)?;
+        let mtu = self.mtu(nh.port);
+        if let Some(s) = cache.slots.get_mut(i) {
+            *s = HopSlot {
+                dst,
+                hop: nh,
+                mtu: mtu as u16,
+                used: true,
+            };
+        }
+        Ok((nh, mtu))
     }
 
     /// A one-line-per-entry description (for `rvsctl` and logs).
@@ -445,5 +574,76 @@ mod tests {
                 prefix: 32
             }
         );
+    }
+
+    /// The cache answers what the tables answer, before and after every kind of change made
+    /// in place (the way the neighbour overlay is refreshed: same allocation, new content),
+    /// and never remembers a failure.
+    #[test]
+    fn hop_cache_follows_every_change_of_the_tables() {
+        let mut l2 = table();
+        let mut c = HopCache::new();
+        let rs = a("198.18.1.11");
+        let same = |l2: &L2, c: &mut HopCache, d: Addr| {
+            let want = l2.next_hop(d).map(|nh| (nh, l2.mtu(nh.port)));
+            assert_eq!(l2.next_hop_cached(c, d), want, "{d}");
+            // Twice: the second answer comes from the cache when the first was a success.
+            assert_eq!(l2.next_hop_cached(c, d), want, "{d} again");
+            want
+        };
+        assert_eq!(same(&l2, &mut c, rs).unwrap().0.dst_mac, [2, 0, 0, 0, 1, 0x11]);
+        // A static neighbour replaced.
+        l2.add_neighbor("198.18.1.11", "02:00:00:00:01:99").unwrap();
+        assert_eq!(same(&l2, &mut c, rs).unwrap().0.dst_mac, [2, 0, 0, 0, 1, 0x99]);
+        // A learned neighbour appears, moves, and expires.
+        let hop = a("198.18.1.12");
+        assert_eq!(same(&l2, &mut c, hop), Err(Unreachable::NoNeighbor));
+        l2.set_learned([(hop, [2, 0, 0, 0, 1, 0x12])].into_iter());
+        assert_eq!(same(&l2, &mut c, hop).unwrap().0.dst_mac, [2, 0, 0, 0, 1, 0x12]);
+        l2.set_learned([(hop, [2, 0, 0, 0, 1, 0x13])].into_iter());
+        assert_eq!(same(&l2, &mut c, hop).unwrap().0.dst_mac, [2, 0, 0, 0, 1, 0x13]);
+        l2.set_learned(std::iter::empty());
+        assert_eq!(same(&l2, &mut c, hop), Err(Unreachable::NoNeighbor));
+        // The port's MTU changes.
+        assert!(l2.set_mtu(0, 9000));
+        assert_eq!(same(&l2, &mut c, rs).unwrap().1, 9000);
+        // A more specific route through a gateway on the other port.
+        l2.add_route("198.18.1.0/28", "198.19.0.254").unwrap();
+        let (nh, mtu) = same(&l2, &mut c, rs).unwrap();
+        assert_eq!((nh.port, nh.dst_mac, mtu), (1, [2, 0, 0, 0, 0xfe, 0xfe], 1500));
+        // A new interface (port indexes and connected routes).
+        l2.add_interface("port2", "02:00:00:00:00:03", &["198.18.1.8/29"])
+            .unwrap();
+        let (nh, _) = same(&l2, &mut c, rs).unwrap();
+        assert_eq!((nh.port, nh.src_mac), (2, [2, 0, 0, 0, 0, 3]));
+        // A whole new table (a configuration reload) in place of the old one.
+        let fresh = table();
+        assert_ne!(fresh.stamp(), l2.stamp());
+        assert_eq!(same(&fresh, &mut c, rs).unwrap().0.dst_mac, [2, 0, 0, 0, 1, 0x11]);
+        // A clone holds the same content under the same stamp.
+        assert_eq!(fresh.clone().stamp(), fresh.stamp());
+    }
+
+    /// More destinations than slots: collisions replace entries, answers stay right.
+    #[test]
+    fn hop_cache_collisions_and_the_disabled_cache() {
+        let mut l2 = table();
+        for i in 0..=255u32 {
+            l2.add_neighbor(
+                &format!("198.19.{}.{}", i / 200, 1 + i % 200),
+                &format!("02:00:00:00:{:02x}:{:02x}", i >> 8, i & 0xff),
+            )
+            .unwrap();
+        }
+        let mut c = HopCache::new();
+        let mut off = HopCache::disabled();
+        for round in 0..3 {
+            for i in 0..2000u32 {
+                let d = Addr::v4([198, 19, (i / 200) as u8, (1 + i % 200) as u8]);
+                let want = l2.next_hop(d).map(|nh| (nh, l2.mtu(nh.port)));
+                assert_eq!(l2.next_hop_cached(&mut c, d), want, "round {round}, {d}");
+                assert_eq!(l2.next_hop_cached(&mut off, d), want);
+            }
+        }
     }
 }

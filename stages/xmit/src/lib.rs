@@ -112,7 +112,7 @@ use rvs_core::verdict::{Cause, DropReason};
 use rvs_core::wire::ethernet::EthernetFrame;
 use rvs_core::wire::ipv4::Ipv4Packet;
 
-pub use l2::{L2, L2Error, NextHop, Unreachable};
+pub use l2::{HopCache, L2, L2Error, NextHop, Unreachable};
 pub use toa::Toa;
 
 rvs_core::labels! {
@@ -336,6 +336,8 @@ pub struct Xmit {
     /// IPv4 identification sequence of the datagrams xmit makes fragmentable (tunnel
     /// fragments, NAT64 packets without DF; see [`next_ident`]).
     frag_seq: u16,
+    /// Next hops of recent destinations, valid while the L2 tables do not change.
+    hops: HopCache,
 }
 
 impl Xmit {
@@ -348,6 +350,7 @@ impl Xmit {
             resolver: None,
             uoa: toa::UoaConfig::default(),
             frag_seq: 0,
+            hops: HopCache::new(),
         }
     }
     /// Carry UOA as `uoa` says (DPVS's `uoa_mode` and `uoa_max_trail`; default opp, 3).
@@ -377,12 +380,13 @@ pub(crate) const PROTO_UDP: u8 = 17;
 /// Every path looks the next hop up before it changes a byte, so a packet that fails with
 /// [`XmitDrop::NoNeighbor`] is unchanged (it can be held and sent again once resolved).
 pub fn xmit_one<M: Mbuf>(l2: &L2, conn: &mut Conn, p: &mut Packet<M>, uoa: toa::UoaConfig) -> Result<Sent, XmitDrop> {
-    xmit_one_ext(l2, conn, p, uoa).map_err(|(d, _)| d)
+    xmit_one_ext(l2, &mut HopCache::disabled(), conn, p, uoa).map_err(|(d, _)| d)
 }
 
 /// As [`xmit_one`], with what a too-big tunnel packet needs for the ICMP answer.
 fn xmit_one_ext<M: Mbuf>(
     l2: &L2,
+    hops: &mut HopCache,
     conn: &mut Conn,
     p: &mut Packet<M>,
     uoa: toa::UoaConfig,
@@ -391,12 +395,14 @@ fn xmit_one_ext<M: Mbuf>(
     let mut sent = Sent::new(conn.fwd, dir);
     let e = |d| (d, None);
     match (conn.fwd, dir) {
-        (Forward::Dr, _) | (Forward::Tunnel, Dir::Out) => xmit_dr(l2, conn, dir, p, &mut sent).map_err(e)?,
+        (Forward::Dr, _) | (Forward::Tunnel, Dir::Out) => xmit_dr(l2, hops, conn, dir, p, &mut sent).map_err(e)?,
         (Forward::Tunnel, Dir::In) => tunnel::xmit_tunnel(l2, conn, p, &mut sent)?,
         (Forward::Nat | Forward::Fnat | Forward::Snat, _) if p.meta.icmp_err => {
             icmp::xmit_icmp_err(l2, conn, p, &mut sent).map_err(e)?
         }
-        (Forward::Nat | Forward::Fnat | Forward::Snat, _) => nat::xmit_nat(l2, conn, p, &mut sent, uoa).map_err(e)?,
+        (Forward::Nat | Forward::Fnat | Forward::Snat, _) => {
+            nat::xmit_nat(l2, hops, conn, p, &mut sent, uoa).map_err(e)?
+        }
     }
     Ok(sent)
 }
@@ -491,11 +497,18 @@ pub(crate) fn set_macs(data: &mut [u8], nh: &NextHop) -> Result<(), XmitDrop> {
     Ok(())
 }
 
-fn xmit_dr<M: Mbuf>(l2: &L2, conn: &Conn, dir: Dir, p: &mut Packet<M>, sent: &mut Sent) -> Result<(), XmitDrop> {
+fn xmit_dr<M: Mbuf>(
+    l2: &L2,
+    hops: &mut HopCache,
+    conn: &Conn,
+    dir: Dir,
+    p: &mut Packet<M>,
+    sent: &mut Sent,
+) -> Result<(), XmitDrop> {
     // Inbound the next hop is the real server (which holds the VIP on a loopback); anything
     // else goes where its destination says.
     let target = if dir == Dir::In { conn.daddr() } else { p.meta.daddr };
-    let nh = l2.next_hop(target)?;
+    let (nh, _) = l2.next_hop_cached(hops, target)?;
     set_macs(p.mbuf.data_mut(), &nh)?;
     sent.port = nh.port;
     Ok(())
@@ -523,7 +536,7 @@ impl<M: Mbuf + 'static> Stage<M> for Xmit {
                 out.drop(XmitDrop::NoConn, p);
                 continue;
             };
-            match xmit_one_ext(l2, conn, &mut p, self.uoa) {
+            match xmit_one_ext(l2, &mut self.hops, conn, &mut p, self.uoa) {
                 Ok(s) => {
                     if (s.nat64 || s.frag_mtu != 0)
                         && let Err(r) = finish(&mut p, &s, &mut self.frag_seq, cx.lcore, &mut c, out)

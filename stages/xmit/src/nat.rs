@@ -21,9 +21,9 @@ use rvs_core::wire::udp::UdpPacket;
 use rvs_core::wire::{icmp, icmpv6};
 
 use crate::icmp::{PROTO_ICMP, PROTO_ICMPV6, echo_family};
-use crate::ipx::{self, Hdr};
+use crate::ipx::{self, CkDelta, Hdr};
 use crate::toa::{self, Toa};
-use crate::{L2, PROTO_TCP, PROTO_UDP, Sent, XmitDrop, set_macs};
+use crate::{HopCache, L2, PROTO_TCP, PROTO_UDP, Sent, XmitDrop, set_macs};
 
 /// The address and port rewrites of one packet: new source, new destination (each `None`
 /// when unchanged).
@@ -60,6 +60,7 @@ pub(crate) fn rewrite_for(c: &Conn, dir: Dir) -> Rewrite {
 /// NAT / FNAT / SNAT of one TCP or UDP packet.
 pub(crate) fn xmit_nat<M: Mbuf>(
     l2: &L2,
+    hops: &mut HopCache,
     conn: &mut Conn,
     p: &mut Packet<M>,
     sent: &mut Sent,
@@ -83,8 +84,7 @@ pub(crate) fn xmit_nat<M: Mbuf>(
     if ipx::ttl(p.mbuf.data(), &h) <= 1 {
         return Err(XmitDrop::TtlExceeded);
     }
-    let nh = l2.next_hop(new_d)?;
-    let mtu = l2.mtu(nh.port);
+    let (nh, mtu) = l2.next_hop_cached(hops, new_d)?;
     let fnat = conn.fwd == Forward::Fnat;
     sent.port = nh.port;
     sent.nat64 = nat64;
@@ -100,33 +100,45 @@ pub(crate) fn xmit_nat<M: Mbuf>(
                 let mut t = TcpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
                 tcp_flags = t.flags();
                 tcp_ack = t.ack();
-                let ck = ipx::pseudo_update(t.checksum(), [old_s, old_d], [new_s, new_d]);
-                t.set_checksum(ck);
+                // Addresses, ports and sequence numbers: one checksum update for all.
+                let mut d = CkDelta::default();
+                d.pseudo([old_s, old_d], [new_s, new_d]);
                 if let Some((_, port)) = rw.src {
-                    t.rewrite_src_port(port);
+                    d.w16(t.src_port(), port);
+                    t.set_src_port(port);
                 }
                 if let Some((_, port)) = rw.dst {
-                    t.rewrite_dst_port(port);
+                    d.w16(t.dst_port(), port);
+                    t.set_dst_port(port);
                 }
                 if fnat {
-                    fnat_tcp(&mut t, conn, dir, sent, nat64);
+                    fnat_tcp(&mut t, conn, dir, sent, nat64, &mut d);
                 }
+                let ck = d.apply(t.checksum());
+                t.set_checksum(ck);
             }
             PROTO_UDP => {
                 let mut u = UdpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
                 let ck = u.checksum();
                 if ck != 0 {
-                    let ck = ipx::pseudo_update(ck, [old_s, old_d], [new_s, new_d]);
-                    u.set_checksum(checksum::udp_wire(ck));
+                    let mut d = CkDelta::default();
+                    d.pseudo([old_s, old_d], [new_s, new_d]);
+                    if let Some((_, port)) = rw.src {
+                        d.w16(u.src_port(), port);
+                    }
+                    if let Some((_, port)) = rw.dst {
+                        d.w16(u.dst_port(), port);
+                    }
+                    u.set_checksum(checksum::udp_wire(d.apply(ck)));
                 } else if nat64 && !h.v6 {
                     // IPv6 requires a UDP checksum (RFC 8200 section 8.1; RFC 7915 4.5).
                     udp_full = true;
                 }
                 if let Some((_, port)) = rw.src {
-                    u.rewrite_src_port(port);
+                    u.set_src_port(port);
                 }
                 if let Some((_, port)) = rw.dst {
-                    u.rewrite_dst_port(port);
+                    u.set_dst_port(port);
                 }
             }
             // Only on an echo connection (a stray ICMP packet on a TCP/UDP one is refused).
@@ -219,7 +231,11 @@ fn icmp_echo(msg: &mut [u8], rw: &Rewrite, old: [Addr; 2], new: [Addr; 2]) -> Re
 
 /// FNAT's TCP work after the address and port rewrite (DPVS's `tcp_fnat_in_handler` /
 /// `tcp_fnat_out_handler`), TOA aside.
-fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut Sent, nat64: bool) {
+///
+/// The sequence and acknowledgement changes are gathered in `d` (the caller applies it to
+/// the checksum once); the rarer option rewrites (timestamp NOPs, MSS, SACK) update the
+/// checksum field themselves, which gives the same result in any order ([`CkDelta`]).
+fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut Sent, nat64: bool, d: &mut CkDelta) {
     let delta = conn.fnat_seq_delta;
     let flags = TcpFlags(t.flags());
     match dir {
@@ -228,8 +244,9 @@ fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut 
                 sent.ts_nopped = t.nop_timestamp();
             }
             if delta != 0 {
-                let seq = t.seq().wrapping_add(delta);
-                t.rewrite_seq(seq);
+                let (old, seq) = (t.seq(), t.seq().wrapping_add(delta));
+                d.w32(old, seq);
+                t.set_seq(seq);
             }
         }
         Dir::Out => {
@@ -243,8 +260,9 @@ fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut 
             }
             if delta != 0 {
                 if flags.ack() {
-                    let ack = t.ack().wrapping_sub(delta);
-                    t.rewrite_ack(ack);
+                    let (old, ack) = (t.ack(), t.ack().wrapping_sub(delta));
+                    d.w32(old, ack);
+                    t.set_ack(ack);
                 }
                 sent.sack_blocks = t.rewrite_sack(|e| e.wrapping_sub(delta)) as u8;
             }

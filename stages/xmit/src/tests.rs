@@ -530,6 +530,7 @@ fn a_vector_of_several_connections_and_modes() {
 mod client_addr;
 mod common;
 mod family;
+mod hop_cache;
 mod icmp_err;
 mod tunnel;
 mod uoa;

@@ -535,3 +535,24 @@ fn probes_and_targets() {
     assert!(!write_solicitation(&mut small, PORT0_MAC, PORT0_IP6, RS6));
     let _ = PORT1_MAC;
 }
+
+/// A neighbour that moves (its MAC changes in the cache) gets the next packet at its new
+/// MAC: the stage's next-hop cache follows the learned overlay.
+#[test]
+fn a_neighbour_that_moves_gets_the_next_packet() {
+    const MOVED: [u8; 6] = [2, 0, 0, 0, 1, 0x77];
+    let mut r = Rig::new(NeighConfig::default());
+    let id = r.conn(Forward::Nat, Addr::v4(CLIENT), Addr::v4(VIP), Addr::v4(RS));
+    let t0 = Now::from_secs(10);
+    r.cache.borrow_mut().learn(Addr::v4(RS), RS_MAC, t0, true);
+    for seq in [1, 2] {
+        let w = r.xmit(t0, &[syn(seq)], id);
+        assert_frame(&w.tx[0].1, &syn_to_rs(seq));
+    }
+    r.cache.borrow_mut().learn(Addr::v4(RS), MOVED, t0.plus_secs(1), false);
+    let w = r.xmit(t0.plus_secs(1), &[syn(3)], id);
+    assert_eq!(w.tx.len(), 1);
+    let mut want = syn_to_rs(3);
+    want[..6].copy_from_slice(&MOVED);
+    assert_frame(&w.tx[0].1, &want);
+}
