@@ -141,6 +141,52 @@ pub struct InterfaceCfg {
     /// device's own MTU is left to its defaults.
     #[serde(default)]
     pub mtu: Option<Mtu>,
+    /// `host_tap = "NAME"`: `rvs run` creates a kernel TAP interface of that name (DPDK's
+    /// `net_tap`, with this interface's `mac`) and passes it the host-path packets that
+    /// came in on this interface (traffic to the balancer's own addresses that is not
+    /// load-balanced, ARP/ND it does not answer itself, other protocols), and sends what
+    /// the kernel writes to it out of this interface: DPVS's KNI, so the host's own SSH,
+    /// BGP and monitoring work over the DPDK ports. rvs configures nothing on the kernel
+    /// side: the operator gives the TAP its addresses and routes and sets it up. A Linux
+    /// interface name: 1 to 15 bytes, no `/`, whitespace, `,` or `=` (the last two would
+    /// break the device arguments). Absent: host-path packets are counted and freed.
+    #[serde(default)]
+    pub host_tap: Option<TapName>,
+}
+
+/// A kernel interface name for [`InterfaceCfg::host_tap`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapName(pub String);
+
+impl TapName {
+    /// Why `s` cannot name the TAP interface, if it cannot (IFNAMSIZ is 16 with the NUL).
+    pub fn check(s: &str) -> Result<(), String> {
+        if s.is_empty() || s.len() > 15 {
+            return Err(format!(
+                "host_tap `{s}` must be 1 to 15 bytes long (a Linux interface name)"
+            ));
+        }
+        if s == "." || s == ".." {
+            return Err(format!("host_tap `{s}` is not a valid interface name"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| *c == '/' || c.is_whitespace() || *c == ',' || *c == '=')
+        {
+            return Err(format!(
+                "host_tap `{s}` contains {c:?}: an interface name has no `/`, whitespace, `,` or `=`"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for TapName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TapName::check(&s).map_err(serde::de::Error::custom)?;
+        Ok(TapName(s))
+    }
 }
 
 /// An interface MTU: 1280 (IPv6's minimum, RFC 8200 section 5) to 9216 (jumbo frames).
@@ -1237,6 +1283,38 @@ max_conn = 0
             assert_eq!(e.line, line, "{e}");
             assert!(e.msg.contains(&format!("mtu {bad} is outside 1280..=9216")), "{e}");
         }
+    }
+
+    #[test]
+    fn interface_host_tap_is_checked_and_bad_names_are_located() {
+        let with = GOOD.replace(
+            "addresses = [\"198.18.0.1/24\", \"198.18.1.1/24\"]",
+            "addresses = [\"198.18.0.1/24\", \"198.18.1.1/24\"]\nhost_tap = \"rvs-host0\"",
+        );
+        assert_ne!(with, GOOD);
+        let c = Config::parse("x.toml", &with).unwrap();
+        assert_eq!(c.interfaces[0].host_tap, Some(TapName("rvs-host0".into())));
+        assert_eq!(Config::parse("x.toml", GOOD).unwrap().interfaces[0].host_tap, None);
+        let long = "a".repeat(16);
+        for (bad, why) in [
+            ("", "1 to 15 bytes"),
+            (long.as_str(), "1 to 15 bytes"),
+            ("a/b", "'/'"),
+            ("a b", "' '"),
+            ("a\\tb", "'\\t'"),
+            ("a,b", "','"),
+            ("a=b", "'='"),
+            ("..", "not a valid interface name"),
+        ] {
+            let text = with.replace("host_tap = \"rvs-host0\"", &format!("host_tap = \"{bad}\""));
+            let e = Config::parse("x.toml", &text).unwrap_err();
+            let line = text.lines().position(|l| l.starts_with("host_tap")).unwrap() + 1;
+            assert_eq!(e.line, line, "{bad:?}: {e}");
+            assert!(e.msg.contains(why), "{bad:?}: {e}");
+        }
+        // 15 bytes is the longest name.
+        let ok = with.replace("rvs-host0", &"b".repeat(15));
+        assert!(Config::parse("x.toml", &ok).is_ok());
     }
 
     #[test]

@@ -14,9 +14,24 @@
 //!   of every port, up to one vector (`[pipeline] vector`); run the graph (which recirculates
 //!   its own redirects); hand transmitted packets to a per-port, per-queue
 //!   [`TxBuffer`], redirected ones to the ring of the target lcore, and
-//!   free host-path ones (counted: there is no kernel path in `rvs run` yet); expire due
-//!   connections (a bounded budget per iteration); flush the tx buffers. Time is the TSC
-//!   converted to nanoseconds ([`Clock`]).
+//!   host-path ones to the kernel (below); expire due connections (a bounded budget per
+//!   iteration); flush the tx buffers. Time is the TSC converted to nanoseconds ([`Clock`]).
+//! - Host path to the kernel (DPVS's KNI): an `[[interface]]` with `host_tap = "NAME"` gets
+//!   a kernel TAP interface NAME, a `net_tap` vdev hot-plugged after every interface is open
+//!   (`iface=NAME,mac=<the interface's mac>`, so the kernel answers from the interface's own
+//!   MAC), with one rx and one tx queue per worker (fewer if the PMD refuses, with a
+//!   warning: workers without a queue then free their host-path packets). Each worker sends
+//!   the host-path packets that came in on interface `i` (the mbuf's input port, mapped back
+//!   to its interface) to `i`'s TAP through its own tx buffer (`host_to_kernel`), and polls
+//!   its rx queue of every TAP after flushing those (the kernel usually answers within the
+//!   write), sending each frame the kernel wrote unchanged out of the TAP's interface
+//!   (`kernel_out`, also part of `tx`). (A device whose receive blocks, net_pcap reading a
+//!   FIFO, holds the kernel's later frames until its next packet.) Host-path packets of an interface
+//!   without a TAP are counted (`host`) and freed. rvs configures nothing on the kernel
+//!   side: the operator gives the TAP its addresses, routes and link state (`ip addr add`,
+//!   `ip link set NAME up`), as with DPVS's KNI devices. Not done: the kernel's frames are
+//!   not looked at (no neighbour learning from them, no filtering), and nothing
+//!   rate-limits the host path.
 //! - Connection ownership with several workers: FNAT and SNAT replies go to the lcore owning
 //!   their local port (lookup's [`rvs_conn::SaPool::owner_lcore`] rule); NAT replies, and
 //!   packets of a connection that arrive on another lcore's queue, through the shared
@@ -45,7 +60,7 @@
 //!   from the config file off the data path (destination ids kept), and `rvsctl` reads the
 //!   lcores' counters over the control socket.
 //!
-//! Not done: a host path to the kernel (KNI / virtio-user), control messages over rings from
+//! Not done: control messages over rings from
 //! the main lcore to workers (configuration goes through the snapshot cell), multi-segment
 //! mbufs, NIC flow rules for FNAT local ports (steering is in software).
 
@@ -56,12 +71,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rvs_conn::OwnerTable;
 use rvs_core::counters::StageStats;
+use rvs_core::mbuf::Mbuf;
 use rvs_core::mbuf::PacketPool;
 use rvs_core::service::{Forward, Snapshot, SnapshotCell};
 use rvs_core::stage::Packet;
 use rvs_core::time::Now;
 use rvs_dpdk::mempool::DEFAULT_DATA_ROOM;
-use rvs_dpdk::{Consumer, Eal, EalArgs, Mempool, Port, PortConfig, Producer, Ring, RteMbuf, RtePool, TxBuffer};
+use rvs_dpdk::{
+    Consumer, Eal, EalArgs, Mempool, Port, PortConfig, Producer, Ring, RteMbuf, RtePool, RxQueue, TxBuffer,
+};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -190,8 +208,12 @@ pub struct LcoreCounters {
     pub tx: AtomicU64,
     /// Packets the devices refused (freed).
     pub tx_refused: AtomicU64,
-    /// Packets for the host path (freed: no kernel path yet).
+    /// Host-path packets of interfaces without a TAP (freed).
     pub host: AtomicU64,
+    /// Host-path packets a TAP accepted (to the kernel).
+    pub host_to_kernel: AtomicU64,
+    /// Frames the kernel wrote to a TAP, sent out of its interface.
+    pub kernel_out: AtomicU64,
     /// Packets lost to full graph queues.
     pub overflow: AtomicU64,
     /// Graph runs (vectors).
@@ -224,7 +246,18 @@ struct LcoreIo {
     tx: Vec<TxPort>,
     to: Vec<Option<Producer<RteMbuf>>>,
     from: Vec<Consumer<RteMbuf>>,
+    /// Per interface index: this lcore's transmit buffer on the interface's TAP.
+    host_tx: Vec<Option<TxBuffer>>,
+    /// This lcore's receive queues of the TAPs, with their interface index.
+    tap_rx: Vec<(usize, RxQueue)>,
+    /// DPDK port id to interface index ([`NO_IFACE`]: none).
+    port_iface: Arc<[u16]>,
 }
+
+/// No interface (in [`LcoreIo::port_iface`]).
+const NO_IFACE: u16 = u16::MAX;
+/// Descriptors of a TAP queue: net_tap holds that many mbufs per rx queue.
+const TAP_DESC: u16 = 64;
 
 /// What an lcore hands back when it stops.
 #[derive(Debug, Clone, Default)]
@@ -272,8 +305,12 @@ pub struct LcoreOut {
     pub tx: u64,
     /// Packets the devices refused.
     pub tx_refused: u64,
-    /// Host-path packets (freed).
+    /// Host-path packets of interfaces without a TAP (freed).
     pub host: u64,
+    /// Host-path packets a TAP accepted (to the kernel).
+    pub host_to_kernel: u64,
+    /// Frames from the kernel sent out of a TAP's interface.
+    pub kernel_out: u64,
     /// Packets lost to full graph queues.
     pub overflow: u64,
     /// Chained mbufs freed on receive.
@@ -313,8 +350,12 @@ pub struct RunReport {
     pub packets_in: u64,
     /// Packets transmitted.
     pub packets_out: u64,
-    /// Host-path packets.
+    /// Host-path packets of interfaces without a TAP (freed).
     pub host: u64,
+    /// Host-path packets a TAP accepted (to the kernel).
+    pub host_to_kernel: u64,
+    /// Frames from the kernel sent out of a TAP's interface (also in `packets_out`).
+    pub kernel_out: u64,
     /// Packets carried between lcores.
     pub ring: u64,
     /// Packets lost: full rings, full queues, refused by devices.
@@ -579,7 +620,7 @@ pub fn runtime_table(stages: &[StageOut]) -> String {
 
 fn lcore_line(w: u16, lcore: u32, c: &LcoreCounters) -> String {
     format!(
-        "worker {w} (lcore {lcore}): rx {} tx {} tx-refused {} ring-in {} ring-out {} ring-full {} host {} overflow {} vectors {} expired {}\n",
+        "worker {w} (lcore {lcore}): rx {} tx {} tx-refused {} ring-in {} ring-out {} ring-full {} host {} host-to-kernel {} kernel-out {} overflow {} vectors {} expired {}\n",
         c.rx.load(Relaxed),
         c.tx.load(Relaxed),
         c.tx_refused.load(Relaxed),
@@ -587,6 +628,8 @@ fn lcore_line(w: u16, lcore: u32, c: &LcoreCounters) -> String {
         c.ring_out.load(Relaxed),
         c.ring_full.load(Relaxed),
         c.host.load(Relaxed),
+        c.host_to_kernel.load(Relaxed),
+        c.kernel_out.load(Relaxed),
         c.overflow.load(Relaxed),
         c.vectors.load(Relaxed),
         c.expired.load(Relaxed),
@@ -611,12 +654,14 @@ impl RunReport {
     /// The one-line summary.
     pub fn one_line(&self) -> String {
         format!(
-            "rvs run: {} workers, {:.3} s: packets in {} out {} host {} between lcores {} lost {}; connections created {} alive {}; mbufs in use at exit {} of {}",
+            "rvs run: {} workers, {:.3} s: packets in {} out {} host {} host_to_kernel {} kernel_out {} between lcores {} lost {}; connections created {} alive {}; mbufs in use at exit {} of {}",
             self.workers,
             self.seconds,
             self.packets_in,
             self.packets_out,
             self.host,
+            self.host_to_kernel,
+            self.kernel_out,
             self.ring,
             self.lost,
             self.created,
@@ -631,7 +676,7 @@ impl RunReport {
         let mut s = String::new();
         for l in &self.lcores {
             s += &format!(
-                "worker {} (lcore {}): rx {} tx {} tx-refused {} ring-in {} ring-out {} ring-full {} host {} overflow {} vectors {} polls {} created {} expired {} alive {} redirected port/owner {}/{}\n",
+                "worker {} (lcore {}): rx {} tx {} tx-refused {} ring-in {} ring-out {} ring-full {} host {} host-to-kernel {} kernel-out {} overflow {} vectors {} polls {} created {} expired {} alive {} redirected port/owner {}/{}\n",
                 l.worker,
                 l.lcore,
                 l.rx,
@@ -641,6 +686,8 @@ impl RunReport {
                 l.ring_out,
                 l.ring_full,
                 l.host,
+                l.host_to_kernel,
+                l.kernel_out,
                 l.overflow,
                 l.vectors,
                 l.polls,
@@ -760,6 +807,7 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
 
     // Ports, each with one rx and one tx queue per worker.
     let mut ports = Vec::new();
+    let mut port_iface: Vec<u16> = Vec::new();
     let mut rxq: Vec<Vec<RxPort>> = (0..workers).map(|_| Vec::new()).collect();
     let mut txq: Vec<Vec<TxPort>> = (0..workers).map(|_| Vec::new()).collect();
     for (ii, i) in cfg.interfaces.iter().enumerate() {
@@ -795,8 +843,68 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         for (l, t) in q.tx.into_iter().enumerate() {
             txq[l].push(TxPort::Dev(TxBuffer::new(t, TX_BURST)));
         }
+        set_iface(&mut port_iface, port.id(), ii);
         ports.push(port);
     }
+    // The TAPs, opened after every interface (the interfaces' port ids stay their indexes).
+    let mut host_tx: Vec<Vec<Option<TxBuffer>>> = (0..workers)
+        .map(|_| (0..cfg.interfaces.len()).map(|_| None).collect())
+        .collect();
+    let mut tap_rx: Vec<Vec<(usize, RxQueue)>> = (0..workers).map(|_| Vec::new()).collect();
+    for (ii, i) in cfg.interfaces.iter().enumerate() {
+        let Some(tap) = &i.host_tap else { continue };
+        let dev = i.device.as_deref().unwrap_or_default();
+        if traffic::is_generator(dev) {
+            anyhow::bail!(
+                "interface {}: host_tap needs a DPDK device, not a traffic generator",
+                i.name
+            );
+        }
+        if let Some(other) = cfg.interfaces[..ii]
+            .iter()
+            .find(|o| o.host_tap.as_ref().is_some_and(|t| t.0 == tap.0))
+        {
+            anyhow::bail!(
+                "interface {}: host_tap {:?} is already the TAP of interface {}",
+                i.name,
+                tap.0,
+                other.name
+            );
+        }
+        let m = i.mac.0;
+        let tap_dev = format!(
+            "net_tap_rvs{ii},iface={},mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            tap.0, m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+        let (port, q) = open_tap(&eal, &tap_dev, nw, &mempool)
+            .with_context(|| format!("interface {}: cannot make its host TAP {:?} ({tap_dev})", i.name, tap.0))?;
+        if q.rx.len() < workers {
+            tracing::warn!(
+                interface = %i.name,
+                tap = %tap.0,
+                queues = q.rx.len(),
+                workers,
+                "the TAP has fewer queue pairs than workers: workers {}.. free their host-path packets of this interface",
+                q.rx.len()
+            );
+            eprintln!(
+                "warning: interface {}: host TAP {} has {} queue pair(s) for {workers} workers; workers {}.. free their host-path packets",
+                i.name,
+                tap.0,
+                q.rx.len(),
+                q.rx.len()
+            );
+        }
+        for (l, r) in q.rx.into_iter().enumerate() {
+            tap_rx[l].push((ii, r));
+        }
+        for (l, t) in q.tx.into_iter().enumerate() {
+            host_tx[l][ii] = Some(TxBuffer::new(t, TX_BURST));
+        }
+        tracing::info!(interface = %i.name, tap = %tap.0, port = port.id(), "host TAP up");
+        ports.push(port);
+    }
+    let port_iface: Arc<[u16]> = port_iface.into();
 
     // Rings between every ordered pair of lcores.
     let mut to: Vec<Vec<Option<Producer<RteMbuf>>>> =
@@ -829,13 +937,21 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
     let clock = Clock::new(eal.tsc_hz(), base_ns);
     let (stx, srx) = mpsc::channel();
     let mut ios: Vec<LcoreIo> = Vec::new();
-    for (l, ((r, t), (p, c))) in rxq.into_iter().zip(txq).zip(to.into_iter().zip(from)).enumerate() {
+    let lanes = rxq
+        .into_iter()
+        .zip(txq)
+        .zip(to.into_iter().zip(from))
+        .zip(host_tx.into_iter().zip(tap_rx));
+    for (l, (((r, t), (p, c)), (h, tr))) in lanes.enumerate() {
         ios.push(LcoreIo {
             idx: l as u16,
             rx: r,
             tx: t,
             to: p,
             from: c,
+            host_tx: h,
+            tap_rx: tr,
+            port_iface: port_iface.clone(),
         });
     }
     // State every lcore's worker shares (persistence templates are global).
@@ -928,6 +1044,8 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
             tx: g(&c.tx),
             tx_refused: g(&c.tx_refused),
             host: g(&c.host),
+            host_to_kernel: g(&c.host_to_kernel),
+            kernel_out: g(&c.kernel_out),
             overflow: g(&c.overflow),
             chained: g(&c.chained),
             vectors: g(&c.vectors),
@@ -947,6 +1065,8 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         rep.packets_in += l.rx;
         rep.packets_out += l.tx;
         rep.host += l.host;
+        rep.host_to_kernel += l.host_to_kernel;
+        rep.kernel_out += l.kernel_out;
         rep.ring += l.ring_out;
         rep.lost += l.ring_full + l.overflow + l.tx_refused + l.chained;
         rep.created += l.created;
@@ -994,6 +1114,49 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         .collect();
     drop(mempool);
     Ok(rep)
+}
+
+/// Map DPDK port `port` to interface index `ii`.
+fn set_iface(map: &mut Vec<u16>, port: u16, ii: usize) {
+    let p = port as usize;
+    if map.len() <= p {
+        map.resize(p + 1, NO_IFACE);
+    }
+    map[p] = ii as u16;
+}
+
+/// Hot-plug and start a `net_tap` device with `workers` queue pairs, or fewer (down to one)
+/// if the PMD refuses that many.
+fn open_tap(eal: &Eal, dev: &str, workers: u16, pool: &Mempool) -> anyhow::Result<(Port, rvs_dpdk::Queues)> {
+    let mut port =
+        Port::open(eal, dev).with_context(|| format!("cannot open {dev:?} (needs root and /dev/net/tun)"))?;
+    let max = port
+        .info()
+        .map(|i| i.max_rx_queues.min(i.max_tx_queues))
+        .unwrap_or(1)
+        .max(1);
+    let mut n = workers.min(max).max(1);
+    let q = loop {
+        let pc = PortConfig {
+            rx_queues: n,
+            tx_queues: n,
+            rx_desc: TAP_DESC,
+            tx_desc: TAP_DESC,
+            promiscuous: false,
+            rss: false,
+            ..PortConfig::default()
+        };
+        match port.configure(&pc, pool) {
+            Ok(q) => break q,
+            Err(e) if n > 1 => {
+                tracing::warn!(queues = n, "{dev}: {e}; trying one queue pair");
+                n = 1;
+            }
+            Err(e) => return Err(anyhow::anyhow!(e)).context(format!("cannot configure {dev:?}")),
+        }
+    };
+    port.start().with_context(|| format!("cannot start {dev:?}"))?;
+    Ok((port, q))
 }
 
 /// The main lcore's control duties, run between its own worker iterations.
@@ -1086,6 +1249,23 @@ impl MainCtl {
     }
 }
 
+/// Publish an lcore's host-path counts: what its TAP buffers sent, what came from the kernel.
+fn store_host_path(c: &LcoreCounters, io: &LcoreIo, kernel_out: u64) {
+    c.host_to_kernel
+        .store(io.host_tx.iter().flatten().map(TxBuffer::sent).sum(), Relaxed);
+    c.kernel_out.store(kernel_out, Relaxed);
+}
+
+/// Host-path packets the TAPs refused (freed).
+fn tap_refused(io: &LcoreIo) -> u64 {
+    io.host_tx.iter().flatten().map(TxBuffer::dropped).sum()
+}
+
+/// Chained frames from the kernel freed on receive.
+fn tap_chained(io: &LcoreIo) -> u64 {
+    io.tap_rx.iter().map(|(_, q)| q.chained_dropped()).sum()
+}
+
 /// One lcore: build its worker here (the graph holds `Rc`s), then poll until told to stop.
 fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) -> Result<LcoreEnd, String> {
     let me = io.idx;
@@ -1127,6 +1307,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
     let owners = env.owners.clone();
     let (mut rx_n, mut ring_in, mut ring_out, mut ring_full, mut host, mut vectors, mut expired, mut polls) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut kernel_out = 0u64;
     let mut rx_overflow = 0u64;
     let mut expire_cycles = 0u64;
     loop {
@@ -1218,8 +1399,15 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
                 }
             }
             for p in exits.host.drain() {
-                host += 1;
-                pool.free(p.mbuf);
+                // To the TAP of the interface the packet came in on, if it has one.
+                let ii = io.port_iface.get(p.mbuf.port() as usize).copied().unwrap_or(NO_IFACE);
+                match io.host_tx.get_mut(ii as usize).and_then(Option::as_mut) {
+                    Some(b) => b.push(p.mbuf),
+                    None => {
+                        host += 1;
+                        pool.free(p.mbuf);
+                    }
+                }
             }
             for (l, q) in exits.redirect.iter_mut().enumerate() {
                 if q.is_empty() {
@@ -1247,6 +1435,13 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
                 }
             }
         }
+        // Host-path packets to the kernel first: it usually answers within the write, so the
+        // TAP poll below sends the answer in this same iteration.
+        for b in io.host_tx.iter_mut().flatten() {
+            if !b.is_empty() {
+                b.flush();
+            }
+        }
         let me_l = me;
         let t_exp = rvs_core::cycles::rdtsc();
         expired += worker
@@ -1261,6 +1456,15 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
                 }
             }) as u64;
         expire_cycles += rvs_core::cycles::rdtsc().wrapping_sub(t_exp);
+        // What the kernel wrote to the TAPs goes out of their interfaces unchanged (also
+        // while draining: answers to the last host-path packets).
+        for (ii, q) in io.tap_rx.iter_mut() {
+            if let Some(out) = io.tx.get_mut(*ii) {
+                let n = q.rx_burst_with(TX_BURST, |m| out.push(m));
+                kernel_out += n as u64;
+                got += n;
+            }
+        }
         for b in io.tx.iter_mut() {
             if !b.is_empty() {
                 b.flush();
@@ -1274,15 +1478,21 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
             c.ring_out.store(ring_out, Relaxed);
             c.ring_full.store(ring_full, Relaxed);
             c.host.store(host, Relaxed);
+            store_host_path(c, &io, kernel_out);
             c.vectors.store(vectors, Relaxed);
             c.expired.store(expired, Relaxed);
             c.expire_cycles.store(expire_cycles, Relaxed);
             c.polls.store(polls, Relaxed);
             c.overflow.store(rx_overflow + worker.graph.exits.overflow, Relaxed);
             c.tx.store(io.tx.iter().map(TxPort::sent).sum(), Relaxed);
-            c.tx_refused.store(io.tx.iter().map(TxPort::dropped).sum(), Relaxed);
-            c.chained
-                .store(io.rx.iter().map(RxPort::chained_dropped).sum(), Relaxed);
+            c.tx_refused.store(
+                io.tx.iter().map(TxPort::dropped).sum::<u64>() + tap_refused(&io),
+                Relaxed,
+            );
+            c.chained.store(
+                io.rx.iter().map(RxPort::chained_dropped).sum::<u64>() + tap_chained(&io),
+                Relaxed,
+            );
         }
         if got == 0 {
             empty_polls = empty_polls.saturating_add(1);
@@ -1299,6 +1509,7 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
     c.ring_out.store(ring_out, Relaxed);
     c.ring_full.store(ring_full, Relaxed);
     c.host.store(host, Relaxed);
+    store_host_path(c, &io, kernel_out);
     c.vectors.store(vectors, Relaxed);
     c.expired.store(expired, Relaxed);
     c.polls.store(polls, Relaxed);
@@ -1307,9 +1518,14 @@ fn lcore_main(mut io: LcoreIo, env: LcoreEnv, mut main: Option<&mut MainCtl>) ->
         Relaxed,
     );
     c.tx.store(io.tx.iter().map(TxPort::sent).sum(), Relaxed);
-    c.tx_refused.store(io.tx.iter().map(TxPort::dropped).sum(), Relaxed);
-    c.chained
-        .store(io.rx.iter().map(RxPort::chained_dropped).sum(), Relaxed);
+    c.tx_refused.store(
+        io.tx.iter().map(TxPort::dropped).sum::<u64>() + tap_refused(&io),
+        Relaxed,
+    );
+    c.chained.store(
+        io.rx.iter().map(RxPort::chained_dropped).sum::<u64>() + tap_chained(&io),
+        Relaxed,
+    );
     let lk = worker.graph.stage(worker.nodes.lookup).counters();
     let cn = worker.graph.stage(worker.nodes.conn_new);
     let end = LcoreEnd {

@@ -1,0 +1,436 @@
+//! The host path of `rvs run` to the kernel through a TAP (`host_tap`, DPVS's KNI), on the
+//! real binary inside a network namespace the test makes (so the TAP is created there and
+//! disappears with it).
+//!
+//! rvs runs one worker on a net_pcap port whose rx side is a FIFO the test writes and whose
+//! tx side is a pcap file the test reads as it grows; the interface has `host_tap` set. The
+//! test waits for the TAP to appear, gives it the interface's address (198.18.0.1/24), sets
+//! it up and adds a static neighbour for the client, then:
+//!
+//! 1. feeds a TCP SYN from 198.18.0.50 to 198.18.0.1 port 22 (an interface address, no
+//!    service: the host path). The kernel has nothing listening there and answers with a
+//!    RST|ACK, which rvs must send out of the interface: from 198.18.0.1:22 to the client,
+//!    ack = the SYN's seq + 1, source MAC the interface's, every checksum valid (recomputed
+//!    by the independent decoder);
+//! 2. feeds a SYN to the VIP 198.18.0.100:80 (a NAT service): rvs forwards it to the real
+//!    server itself, rewritten, and it never reaches the TAP;
+//! 3. rvs stops after those two packets (`--packets 2`); its counters say one packet to the
+//!    kernel, at least one frame from it, and no mbuf left in use.
+//!
+//! Needs root, /dev/net/tun, `ip` and DPDK: under CI=true a missing one fails the test,
+//! elsewhere it is skipped with a message.
+
+mod run_common;
+
+mod common;
+use common::{Feed, read_records};
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use run_common::*;
+use rvs_core::addr::Addr;
+use rvs_pipeline::frames::Tcp;
+use rvs_testkit::decode::{CheckStatus, decode_checked};
+
+const ME: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x50];
+const GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+const RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x11];
+const TAP: &str = "rvstap0";
+
+/// Skip (outside CI) or fail (CI=true) for a missing prerequisite.
+fn missing(what: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("run_host needs {what} under CI=true");
+    }
+    eprintln!("SKIPPED: run_host needs {what}");
+    true
+}
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+/// Run `args` inside the namespace; panics with its stderr if it fails.
+fn in_ns(ns: &str, args: &[&str]) {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    let o = sh(&v);
+    assert!(
+        o.status.success(),
+        "{v:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The namespace, and rvs inside it: both removed on drop, also when the test fails.
+struct Rig {
+    ns: String,
+    child: Option<Child>,
+    prefix: String,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+fn config(fifo: &Path, out: &Path, sock: &Path) -> String {
+    format!(
+        r#"
+[pipeline]
+vector = 1
+
+[dpdk]
+workers = 1
+memory_mb = 256
+mbufs = 2047
+idle_sleep_us = 50
+idle_polls = 16
+
+[control]
+socket = "{}"
+
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.1.1/24"]
+device = "net_pcap0,rx_pcap={},tx_pcap={}"
+host_tap = "{TAP}"
+
+[[neighbor]]
+ip = "198.18.1.11"
+mac = "02:00:00:00:01:11"
+
+[[neighbor]]
+ip = "198.18.0.254"
+mac = "02:00:00:00:00:fe"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.18.0.254"
+
+[[service]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "rr"
+forward = "nat"
+
+[[service.dest]]
+ip = "198.18.1.11"
+port = 80
+weight = 1
+"#,
+        sock.display(),
+        fifo.display(),
+        out.display()
+    )
+}
+
+/// Wait (bounded) until rvs's output holds a frame `want` accepts; returns it.
+fn wait_for(out: &Path, what: &str, child: &mut Child, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(f) = read_records(out).into_iter().find(|f| want(f)) {
+            return f;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("rvs exited ({st}) before sending {what}");
+        }
+        assert!(Instant::now() < deadline, "no {what} from rvs within 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn is_ipv4(f: &[u8]) -> bool {
+    f.len() >= 14 && f[12..14] == [0x08, 0x00]
+}
+
+/// (source, source port, destination, destination port, flags, seq, ack) of a TCP/IPv4
+/// frame, every checksum recomputed by the independent decoder (a bad one panics).
+fn tcp_of(f: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, u8, u32, u32)> {
+    if !is_ipv4(f) {
+        return None;
+    }
+    let d = decode_checked(f).unwrap_or_else(|e| panic!("bad frame from rvs: {e}"));
+    assert!(
+        d.checksums.iter().all(|c| c.status == CheckStatus::Ok),
+        "checksums: {:?}",
+        d.checksums
+    );
+    let ip = d.ip()?;
+    let t = d.tcp()?;
+    Some((ip.src(), t.sport, ip.dst(), t.dport, t.flags, t.seq, t.ack))
+}
+
+#[test]
+fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
+    let uid = Command::new("id").arg("-u").output().ok();
+    let root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root && missing("root") {
+        return;
+    }
+    if !Path::new("/dev/net/tun").exists() && missing("/dev/net/tun") {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() && missing("the `ip` command (iproute2)") {
+        return;
+    }
+    let ns = format!("rvs-host-{}", std::process::id());
+    let _ = Command::new("ip")
+        .args(["netns", "del", &ns])
+        .stderr(Stdio::null())
+        .status();
+    let o = sh(&["ip", "netns", "add", &ns]);
+    if !o.status.success()
+        && missing(&format!(
+            "`ip netns add` ({})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    {
+        return;
+    }
+    let prefix = format!("run-host-{}", std::process::id());
+    let mut rig = Rig {
+        ns: ns.clone(),
+        child: None,
+        prefix: prefix.clone(),
+    };
+    in_ns(&ns, &["ip", "link", "set", "lo", "up"]);
+
+    let dir = scratch("run-host");
+    let fifo = dir.join("rx.fifo");
+    let out = dir.join("tx.pcap");
+    let stats_path = dir.join("stats.json");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let conf = dir.join("host.toml");
+    std::fs::write(&conf, config(&fifo, &out, &dir.join("ctl.sock"))).expect("config");
+    let started = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(rvs())
+        .arg("run")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--file-prefix")
+        .arg(&prefix)
+        .args(["--packets", "2", "--idle-ms", "30000", "--stats"])
+        .arg(&stats_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rvs");
+    rig.child = Some(child);
+
+    // net_pcap opens its rx file when the port is plugged: write the pcap header then.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = fifo.clone();
+    std::thread::spawn(move || {
+        let mut f = File::options().write(true).open(&p).expect("open FIFO");
+        let mut h = Vec::new();
+        h.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&[0u8; 8]);
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        f.write_all(&h).expect("pcap header");
+        let _ = tx.send(f);
+    });
+    let child = rig.child.as_mut().expect("child");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let f = loop {
+        if let Ok(f) = rx.recv_timeout(Duration::from_millis(100)) {
+            break f;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut c = rig.child.take().expect("child");
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let o = std::process::Output {
+                status: c.wait().expect("status"),
+                stdout: Vec::new(),
+                stderr: err.into_bytes(),
+            };
+            if dpdk_missing(&o) {
+                return;
+            }
+            panic!(
+                "rvs exited before opening its FIFO: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert!(Instant::now() < deadline, "rvs did not open its FIFO within 20 s");
+    };
+    let mut feed = Feed { f, t: 0 };
+
+    // The TAP appears once rvs has plugged it (after the net_pcap port).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = sh(&["ip", "netns", "exec", &ns, "ip", "link", "show", TAP]);
+        if o.status.success() {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            assert!(
+                text.contains("link/ether 02:00:00:00:00:01"),
+                "the TAP must carry the interface's MAC: {text}"
+            );
+            break;
+        }
+        if let Ok(Some(st)) = rig.child.as_mut().expect("child").try_wait() {
+            panic!("rvs exited ({st}) before its TAP appeared");
+        }
+        assert!(Instant::now() < deadline, "no TAP {TAP} in {ns} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tap_at = started.elapsed();
+    in_ns(&ns, &["ip", "addr", "add", "198.18.0.1/24", "dev", TAP]);
+    in_ns(&ns, &["ip", "link", "set", TAP, "up"]);
+    in_ns(
+        &ns,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "198.18.0.50",
+            "lladdr",
+            "02:00:00:00:00:50",
+            "dev",
+            TAP,
+        ],
+    );
+
+    // 1. A SYN to the interface's own address, port 22: the kernel's RST|ACK comes back.
+    // Both SYNs are fed before waiting: net_pcap blocks reading its FIFO, so a frame the
+    // kernel writes after rvs's poll waits for rvs's next packet.
+    let client = Addr::v4([198, 18, 0, 50]);
+    let isn = 0x1234_5678u32;
+    feed.send(
+        &Tcp {
+            src_mac: CLIENT_MAC,
+            dst_mac: ME,
+            saddr: client,
+            daddr: Addr::v4([198, 18, 0, 1]),
+            sport: 41000,
+            dport: 22,
+            seq: isn,
+            ack: 0,
+            flags: 0x02,
+            payload: &[],
+        }
+        .frame(),
+    );
+    // 2. A SYN to the VIP: rvs forwards it to the real server itself (NAT), not to the TAP.
+    let vclient = Addr::v4([198, 18, 128, 10]);
+    feed.send(
+        &Tcp {
+            src_mac: GW,
+            dst_mac: ME,
+            saddr: vclient,
+            daddr: Addr::v4([198, 18, 0, 100]),
+            sport: 42000,
+            dport: 80,
+            seq: 777,
+            ack: 0,
+            flags: 0x02,
+            payload: &[],
+        }
+        .frame(),
+    );
+    let me_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    let client_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 50));
+    let child = rig.child.as_mut().expect("child");
+    let rst = wait_for(&out, "the kernel's RST|ACK", child, |f| {
+        tcp_of(f).is_some_and(|t| t.0 == me_ip && t.1 == 22 && t.2 == client_ip)
+    });
+    let t = tcp_of(&rst).expect("TCP");
+    assert_eq!((t.1, t.3), (22, 41000), "ports of the kernel's answer");
+    assert_eq!(t.4 & 0x3f, 0x14, "RST|ACK, flags {:#x}", t.4);
+    assert_eq!(t.6, isn.wrapping_add(1), "ack = SYN seq + 1");
+    assert_eq!(rst[6..12], ME, "source MAC: the interface's");
+    assert_eq!(
+        rst[0..6],
+        CLIENT_MAC,
+        "destination MAC: the client's (static neighbour)"
+    );
+
+    let rs_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11));
+    let vclient_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 128, 10));
+    let fwd = wait_for(&out, "the SYN forwarded to the real server", child, |f| {
+        tcp_of(f).is_some_and(|t| t.2 == rs_ip)
+    });
+    let t = tcp_of(&fwd).expect("TCP");
+    assert_eq!(
+        (t.0, t.1, t.3, t.4, t.5),
+        (vclient_ip, 42000, 80, 0x02, 777),
+        "NAT keeps the client and rewrites the destination only"
+    );
+    assert_eq!(fwd[0..6], RS_MAC, "to the real server's MAC");
+    assert_eq!(fwd[6..12], ME, "from the interface's MAC");
+
+    // 3. rvs stops after the two packets (--packets 2); bounded wait.
+    drop(feed);
+    let mut c = rig.child.take().expect("child");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while matches!(c.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            rig.child = Some(c);
+            panic!("rvs did not stop within 15 s of its second packet");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut so = String::new();
+    let mut se = String::new();
+    if let Some(mut s) = c.stdout.take() {
+        let _ = s.read_to_string(&mut so);
+    }
+    if let Some(mut s) = c.stderr.take() {
+        let _ = s.read_to_string(&mut se);
+    }
+    let status = c.wait().expect("status");
+    assert!(status.success(), "rvs failed: {status}\n{so}\n{se}");
+    let st = stats(&stats_path);
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("no {k} in the stats: {st}"));
+    assert_eq!(n("packets_in"), 2, "{so}");
+    assert_eq!(
+        n("host_to_kernel"),
+        1,
+        "only the SYN to port 22 reached the kernel:\n{so}"
+    );
+    assert!(n("kernel_out") >= 1, "the kernel's answer went out:\n{so}");
+    assert_eq!(n("host"), 0, "no host-path packet freed:\n{so}");
+    assert_eq!(n("mempool_in_use"), 0, "an mbuf leaked:\n{so}");
+    assert!(
+        so.contains("host_to_kernel 1 kernel_out"),
+        "the summary line shows the counts:\n{so}"
+    );
+    // Everything rvs sent over IPv4 carries valid checksums; only the two expected TCP frames.
+    let tcp: Vec<_> = read_records(&out).iter().filter_map(|f| tcp_of(f)).collect();
+    assert_eq!(tcp.len(), 2, "TCP frames out: {tcp:?}");
+    eprintln!(
+        "run_host: TAP up {:.2} s after start; whole run {:.2} s",
+        tap_at.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
