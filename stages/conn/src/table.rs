@@ -309,7 +309,7 @@ impl LcoreConns {
     }
 
     /// The connection a packet with tuple `t` belongs to, and the packet's direction.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, t: &Tuple) -> Option<(ConnId, Dir)> {
         let h = self.hash(t);
         let mut n = self.buckets[(h & self.mask) as usize];
@@ -428,7 +428,7 @@ impl LcoreConns {
     /// for an id that is not live. One bounds check and one liveness check per packet, the
     /// record read once, no division: the timer wheel's slot is computed only when the
     /// deadline moves earlier than the slot the connection waits in.
-    #[inline]
+    #[inline(always)]
     pub fn on_packet_with<'t>(
         &mut self,
         id: ConnId,
