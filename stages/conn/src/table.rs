@@ -35,6 +35,14 @@
 //!   rule), the connection's persistence template ([`crate::persist`]: the template counts its
 //!   connections and expires only after the last) and the pool slot.
 //!
+//! Cost: the per-packet work of a hit (hash, chain walk, [`LcoreConns::on_packet_with`]) is
+//! measured through lookup, in iai instruction counts: 351 instructions per packet for the
+//! whole lookup stage on a hit at 64k connections (see rvs-lookup's crate doc), down from 451
+//! before `on_packet_with` (one bounds and liveness check, the TCP transition as one read of a
+//! table expanded by the four flag bits, no division to compare the deadline with the timer
+//! slot) and the packet-moving changes in lookup. conn-new's benches, which run `insert` and
+//! `on_packet`, went from 1233 to 1168 instructions per packet (FNAT) and 1009 to 943 (NAT).
+//!
 //! Counters: a new connection is counted inactive ([`LcoreConns::bind_dest`], DPVS's
 //! `dp_vs_conn_bind_dest`: "initial state of conn should be INACTIVE"); [`ConnFlags::INACTIVE`]
 //! always says which counter a bound connection sits in.
