@@ -762,6 +762,7 @@ pub fn run(cfg: &Config, opts: &RunOpts) -> anyhow::Result<RunReport> {
     if cfg.interfaces.is_empty() {
         anyhow::bail!("no [[interface]] to run on");
     }
+    check_taps(cfg)?;
     let signals = Signals::register()?;
     let args = eal_args(cfg, &prefix);
     tracing::info!(?args, "starting the EAL");
@@ -853,24 +854,6 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
     let mut tap_rx: Vec<Vec<(usize, RxQueue)>> = (0..workers).map(|_| Vec::new()).collect();
     for (ii, i) in cfg.interfaces.iter().enumerate() {
         let Some(tap) = &i.host_tap else { continue };
-        let dev = i.device.as_deref().unwrap_or_default();
-        if traffic::is_generator(dev) {
-            anyhow::bail!(
-                "interface {}: host_tap needs a DPDK device, not a traffic generator",
-                i.name
-            );
-        }
-        if let Some(other) = cfg.interfaces[..ii]
-            .iter()
-            .find(|o| o.host_tap.as_ref().is_some_and(|t| t.0 == tap.0))
-        {
-            anyhow::bail!(
-                "interface {}: host_tap {:?} is already the TAP of interface {}",
-                i.name,
-                tap.0,
-                other.name
-            );
-        }
         let m = i.mac.0;
         let tap_dev = format!(
             "net_tap_rvs{ii},iface={},mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -1114,6 +1097,32 @@ fn run_on(eal: Eal, cfg: &Config, opts: &RunOpts, signals: &Signals) -> anyhow::
         .collect();
     drop(mempool);
     Ok(rep)
+}
+
+/// Refuse `host_tap` on a traffic generator and one TAP name on two interfaces, before
+/// anything is created.
+pub fn check_taps(cfg: &Config) -> anyhow::Result<()> {
+    for (ii, i) in cfg.interfaces.iter().enumerate() {
+        let Some(tap) = &i.host_tap else { continue };
+        if i.device.as_deref().is_some_and(traffic::is_generator) {
+            anyhow::bail!(
+                "interface {}: host_tap needs a DPDK device, not a traffic generator",
+                i.name
+            );
+        }
+        if let Some(other) = cfg.interfaces[..ii]
+            .iter()
+            .find(|o| o.host_tap.as_ref().is_some_and(|t| t.0 == tap.0))
+        {
+            anyhow::bail!(
+                "interface {}: host_tap {:?} is already the TAP of interface {}",
+                i.name,
+                tap.0,
+                other.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Map DPDK port `port` to interface index `ii`.

@@ -14,8 +14,16 @@
 //!    by the independent decoder);
 //! 2. feeds a SYN to the VIP 198.18.0.100:80 (a NAT service): rvs forwards it to the real
 //!    server itself, rewritten, and it never reaches the TAP;
-//! 3. rvs stops after those two packets (`--packets 2`); its counters say one packet to the
-//!    kernel, at least one frame from it, and no mbuf left in use.
+//! 3. feeds a SYN from 198.18.0.51, which the kernel has no neighbour entry for: the
+//!    kernel's ARP request goes out through rvs, the ARP reply the test then feeds reaches
+//!    the kernel through rvs's host path (rvs's ARP stage passes replies on), and the
+//!    kernel's RST|ACK to 198.18.0.51 follows;
+//! 4. stops rvs (SIGTERM); its counters say three packets to the kernel (two SYNs, one ARP
+//!    reply), at least three frames from it, none freed for want of a TAP, and no mbuf left
+//!    in use.
+//!
+//! A second test checks the `host_tap` refusals that need no DPDK (a TAP on a traffic
+//! generator, one TAP name on two interfaces).
 //!
 //! Needs root, /dev/net/tun, `ip` and DPDK: under CI=true a missing one fails the test,
 //! elsewhere it is skipped with a message.
@@ -28,7 +36,7 @@ use common::{Feed, read_records};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -147,19 +155,84 @@ weight = 1
     )
 }
 
-/// Wait (bounded) until rvs's output holds a frame `want` accepts; returns it.
-fn wait_for(out: &Path, what: &str, child: &mut Child, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(f) = read_records(out).into_iter().find(|f| want(f)) {
-            return f;
+/// Waits for rvs's output. net_pcap blocks reading its FIFO, so a frame the kernel writes
+/// to the TAP after rvs's last poll would wait for rvs's next packet: while waiting, every
+/// 300 ms the test feeds a filler, an ARP request for the interface's address that rvs
+/// answers itself (never the host path), and counts it.
+struct Waiter {
+    out: PathBuf,
+    fillers: u64,
+}
+
+impl Waiter {
+    /// Wait (bounded) until rvs's output holds a frame `want` accepts; returns it.
+    fn wait(&mut self, rig: &mut Rig, feed: &mut Feed, what: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut next_filler = Instant::now() + Duration::from_millis(300);
+        loop {
+            if let Some(f) = read_records(&self.out).into_iter().find(|f| want(f)) {
+                return f;
+            }
+            if let Some(Ok(Some(st))) = rig.child.as_mut().map(|c| c.try_wait()) {
+                panic!("rvs exited ({st}) before sending {what}");
+            }
+            assert!(Instant::now() < deadline, "no {what} from rvs within 10 s");
+            if Instant::now() >= next_filler {
+                feed.send(&arp(
+                    1,
+                    [2, 0, 0, 0, 0, 0x52],
+                    [198, 18, 0, 52],
+                    [0; 6],
+                    [198, 18, 0, 1],
+                ));
+                self.fillers += 1;
+                next_filler = Instant::now() + Duration::from_millis(300);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("rvs exited ({st}) before sending {what}");
-        }
-        assert!(Instant::now() < deadline, "no {what} from rvs within 10 s");
-        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// An ARP frame (RFC 826) to the interface: `op` 1 request (broadcast), 2 reply.
+fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(if op == 1 { &[0xff; 6] } else { &ME });
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&tha);
+    f.extend_from_slice(&tpa);
+    f
+}
+
+/// A SYN from 198.18.0.`host` (MAC 02:00:00:00:00:`mac`) to 198.18.0.1 port 22.
+fn syn_to_me(host: u8, mac: u8, sport: u16, isn: u32) -> Vec<u8> {
+    Tcp {
+        src_mac: [2, 0, 0, 0, 0, mac],
+        dst_mac: ME,
+        saddr: Addr::v4([198, 18, 0, host]),
+        daddr: Addr::v4([198, 18, 0, 1]),
+        sport,
+        dport: 22,
+        seq: isn,
+        ack: 0,
+        flags: 0x02,
+        payload: &[],
+    }
+    .frame()
+}
+
+/// The kernel's answer to a SYN to a closed port (RFC 9293 3.10.7.1): RST|ACK from port 22,
+/// ack = the SYN's seq + 1, from the interface's MAC to the client's.
+fn check_rst(rst: &[u8], sport: u16, isn: u32, client_mac: [u8; 6]) {
+    let t = tcp_of(rst).expect("TCP");
+    assert_eq!((t.1, t.3), (22, sport), "ports of the kernel's answer");
+    assert_eq!(t.4 & 0x3f, 0x14, "RST|ACK, flags {:#x}", t.4);
+    assert_eq!(t.6, isn.wrapping_add(1), "ack = SYN seq + 1");
+    assert_eq!(rst[6..12], ME, "source MAC: the interface's");
+    assert_eq!(rst[0..6], client_mac, "destination MAC: the client's");
 }
 
 fn is_ipv4(f: &[u8]) -> bool {
@@ -234,7 +307,7 @@ fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
         .arg(&conf)
         .arg("--file-prefix")
         .arg(&prefix)
-        .args(["--packets", "2", "--idle-ms", "30000", "--stats"])
+        .args(["--idle-ms", "60000", "--stats"])
         .arg(&stats_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -321,33 +394,21 @@ fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
         ],
     );
 
+    let me_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+    let mut w = Waiter {
+        out: out.clone(),
+        fillers: 0,
+    };
+
     // 1. A SYN to the interface's own address, port 22: the kernel's RST|ACK comes back.
-    // Both SYNs are fed before waiting: net_pcap blocks reading its FIFO, so a frame the
-    // kernel writes after rvs's poll waits for rvs's next packet.
-    let client = Addr::v4([198, 18, 0, 50]);
     let isn = 0x1234_5678u32;
-    feed.send(
-        &Tcp {
-            src_mac: CLIENT_MAC,
-            dst_mac: ME,
-            saddr: client,
-            daddr: Addr::v4([198, 18, 0, 1]),
-            sport: 41000,
-            dport: 22,
-            seq: isn,
-            ack: 0,
-            flags: 0x02,
-            payload: &[],
-        }
-        .frame(),
-    );
+    feed.send(&syn_to_me(50, 0x50, 41000, isn));
     // 2. A SYN to the VIP: rvs forwards it to the real server itself (NAT), not to the TAP.
-    let vclient = Addr::v4([198, 18, 128, 10]);
     feed.send(
         &Tcp {
             src_mac: GW,
             dst_mac: ME,
-            saddr: vclient,
+            saddr: Addr::v4([198, 18, 128, 10]),
             daddr: Addr::v4([198, 18, 0, 100]),
             sport: 42000,
             dport: 80,
@@ -358,26 +419,15 @@ fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
         }
         .frame(),
     );
-    let me_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
     let client_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 50));
-    let child = rig.child.as_mut().expect("child");
-    let rst = wait_for(&out, "the kernel's RST|ACK", child, |f| {
+    let rst = w.wait(&mut rig, &mut feed, "the kernel's RST|ACK", |f| {
         tcp_of(f).is_some_and(|t| t.0 == me_ip && t.1 == 22 && t.2 == client_ip)
     });
-    let t = tcp_of(&rst).expect("TCP");
-    assert_eq!((t.1, t.3), (22, 41000), "ports of the kernel's answer");
-    assert_eq!(t.4 & 0x3f, 0x14, "RST|ACK, flags {:#x}", t.4);
-    assert_eq!(t.6, isn.wrapping_add(1), "ack = SYN seq + 1");
-    assert_eq!(rst[6..12], ME, "source MAC: the interface's");
-    assert_eq!(
-        rst[0..6],
-        CLIENT_MAC,
-        "destination MAC: the client's (static neighbour)"
-    );
+    check_rst(&rst, 41000, isn, CLIENT_MAC);
 
     let rs_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11));
     let vclient_ip = IpAddr::V4(Ipv4Addr::new(198, 18, 128, 10));
-    let fwd = wait_for(&out, "the SYN forwarded to the real server", child, |f| {
+    let fwd = w.wait(&mut rig, &mut feed, "the SYN forwarded to the real server", |f| {
         tcp_of(f).is_some_and(|t| t.2 == rs_ip)
     });
     let t = tcp_of(&fwd).expect("TCP");
@@ -389,14 +439,33 @@ fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
     assert_eq!(fwd[0..6], RS_MAC, "to the real server's MAC");
     assert_eq!(fwd[6..12], ME, "from the interface's MAC");
 
-    // 3. rvs stops after the two packets (--packets 2); bounded wait.
+    // 3. A SYN from a client the kernel has no neighbour entry for: the kernel asks with
+    // ARP through rvs, the answer reaches it through rvs's host path, and its RST follows.
+    let isn2 = 0x0bad_cafeu32;
+    feed.send(&syn_to_me(51, 0x51, 41001, isn2));
+    let req = w.wait(&mut rig, &mut feed, "the kernel's ARP request for 198.18.0.51", |f| {
+        f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1] && f[38..42] == [198, 18, 0, 51]
+    });
+    assert_eq!(req[0..6], [0xff; 6], "broadcast");
+    assert_eq!(req[6..12], ME, "from the interface's MAC");
+    assert_eq!(req[22..28], ME, "sender hardware address: the interface's");
+    assert_eq!(req[28..32], [198, 18, 0, 1], "sender address: the TAP's");
+    feed.send(&arp(2, [2, 0, 0, 0, 0, 0x51], [198, 18, 0, 51], ME, [198, 18, 0, 1]));
+    let client2 = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 51));
+    let rst2 = w.wait(&mut rig, &mut feed, "the kernel's RST|ACK to 198.18.0.51", |f| {
+        tcp_of(f).is_some_and(|t| t.0 == me_ip && t.1 == 22 && t.2 == client2)
+    });
+    check_rst(&rst2, 41001, isn2, [2, 0, 0, 0, 0, 0x51]);
+
+    // 4. Stop rvs (SIGTERM: a clean stop, counters printed), bounded.
     drop(feed);
     let mut c = rig.child.take().expect("child");
+    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(15);
     while matches!(c.try_wait(), Ok(None)) {
         if Instant::now() >= deadline {
             rig.child = Some(c);
-            panic!("rvs did not stop within 15 s of its second packet");
+            panic!("rvs did not stop within 15 s of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -412,25 +481,64 @@ fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
     assert!(status.success(), "rvs failed: {status}\n{so}\n{se}");
     let st = stats(&stats_path);
     let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("no {k} in the stats: {st}"));
-    assert_eq!(n("packets_in"), 2, "{so}");
+    assert_eq!(n("packets_in"), 4 + w.fillers, "{so}");
     assert_eq!(
         n("host_to_kernel"),
-        1,
-        "only the SYN to port 22 reached the kernel:\n{so}"
+        3,
+        "the two SYNs to port 22 and the ARP reply reached the kernel, nothing else:\n{so}"
     );
-    assert!(n("kernel_out") >= 1, "the kernel's answer went out:\n{so}");
+    assert!(
+        n("kernel_out") >= 3,
+        "the kernel's two RSTs and its ARP request went out:\n{so}"
+    );
     assert_eq!(n("host"), 0, "no host-path packet freed:\n{so}");
     assert_eq!(n("mempool_in_use"), 0, "an mbuf leaked:\n{so}");
     assert!(
-        so.contains("host_to_kernel 1 kernel_out"),
+        so.contains("host_to_kernel 3 kernel_out"),
         "the summary line shows the counts:\n{so}"
     );
-    // Everything rvs sent over IPv4 carries valid checksums; only the two expected TCP frames.
+    // Everything rvs sent over IPv4 carries valid checksums; only the expected TCP frames.
     let tcp: Vec<_> = read_records(&out).iter().filter_map(|f| tcp_of(f)).collect();
-    assert_eq!(tcp.len(), 2, "TCP frames out: {tcp:?}");
+    assert_eq!(tcp.len(), 3, "TCP frames out: {tcp:?}");
+    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "run_host: TAP up {:.2} s after start; whole run {:.2} s",
+        "run_host: TAP up {:.2} s after start; whole run {:.2} s; {} filler packet(s)",
         tap_at.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        w.fillers
     );
+}
+
+#[test]
+fn host_tap_on_a_generator_or_twice_is_refused_before_anything_starts() {
+    let base = |second: &str| {
+        format!(
+            r#"
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24"]
+device = "net_null0"
+host_tap = "rvstap0"
+
+[[interface]]
+name = "port1"
+mac = "02:00:00:00:00:02"
+addresses = ["198.18.1.1/24"]
+{second}
+"#
+        )
+    };
+    let parse = |t: &str| rvs_pipeline::config::Config::parse("t.toml", t).expect("config");
+    let ok = parse(&base("device = \"net_null1\"\nhost_tap = \"rvstap1\""));
+    rvs_pipeline::run::check_taps(&ok).expect("two TAPs of distinct names");
+    let twice = parse(&base("device = \"net_null1\"\nhost_tap = \"rvstap0\""));
+    let e = rvs_pipeline::run::check_taps(&twice).unwrap_err().to_string();
+    assert!(
+        e.contains("port1") && e.contains("\"rvstap0\" is already the TAP of interface port0"),
+        "{e}"
+    );
+    let on_gen = parse(&base("device = \"gen:profile=sink\"\nhost_tap = \"rvstap1\""));
+    let e = rvs_pipeline::run::check_taps(&on_gen).unwrap_err().to_string();
+    assert!(e.contains("port1") && e.contains("host_tap needs a DPDK device"), "{e}");
 }
