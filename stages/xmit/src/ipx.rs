@@ -115,23 +115,30 @@ pub(crate) struct CkDelta(u32);
 
 impl CkDelta {
     /// One 16-bit word changed from `old` to `new`.
-    #[inline]
+    #[inline(always)]
     pub fn w16(&mut self, old: u16, new: u16) {
         self.0 += (!old) as u32 + new as u32;
     }
     /// One 32-bit field (two words) changed from `old` to `new`, as [`checksum::update32`].
-    #[inline]
+    #[inline(always)]
     pub fn w32(&mut self, old: u32, new: u32) {
         self.w16((old >> 16) as u16, (new >> 16) as u16);
         self.w16(old as u16, new as u16);
     }
     /// The pseudo-header addresses changed from `old` to `new`, as [`pseudo_update`].
-    #[inline]
+    #[inline(always)]
     pub fn pseudo(&mut self, old: [Addr; 2], new: [Addr; 2]) {
         self.w16(pair_sum(old), pair_sum(new));
     }
+    /// As [`CkDelta::pseudo`] for four IPv4 addresses (two words each, read from their
+    /// integer form without a family test).
+    #[inline(always)]
+    pub fn pseudo_v4(&mut self, old: [Addr; 2], new: [Addr; 2]) {
+        let w = |a: Addr| (a.v4_u32() & 0xffff) + (a.v4_u32() >> 16);
+        self.w16(fold(w(old[0]) + w(old[1])), fold(w(new[0]) + w(new[1])));
+    }
     /// The checksum `ck` after every gathered change.
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, ck: u16) -> u16 {
         !fold((!ck) as u32 + self.0)
     }
@@ -157,7 +164,11 @@ pub(crate) fn rewrite_same_family(data: &mut [u8], h: &Hdr, src: Addr, dst: Addr
         ip.set_hop_limit(t);
         t
     } else {
-        let mut ip = Ipv4Packet::new_unchecked(b);
+        // The fixed header as a view of known length (locate checked it is there).
+        let Some(hdr) = b.first_chunk_mut::<V4_HDR>() else {
+            return 0;
+        };
+        let mut ip = Ipv4Packet::new_unchecked(hdr);
         let mut d = CkDelta::default();
         let (os, ns) = (u32::from_be_bytes(ip.src()), src.v4_u32());
         if os != ns {

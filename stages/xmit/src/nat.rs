@@ -16,7 +16,7 @@ use rvs_core::meta::{Dir, PacketMeta, TcpFlags};
 use rvs_core::service::Forward;
 use rvs_core::stage::Packet;
 use rvs_core::wire::ipv6::Ipv6Packet;
-use rvs_core::wire::tcp::TcpPacket;
+use rvs_core::wire::tcp::{TcpPacket, kind};
 use rvs_core::wire::udp::UdpPacket;
 use rvs_core::wire::{icmp, icmpv6};
 
@@ -81,6 +81,8 @@ pub(crate) fn xmit_nat<M: Mbuf>(
         return Err(XmitDrop::NotSupported);
     }
     let nat64 = new_s.is_v4() == h.v6;
+    // IPv4 in and out (the families of the old addresses were checked against the header).
+    let same_v4 = !nat64 && !h.v6;
     if ipx::ttl(p.mbuf.data(), &h) <= 1 {
         return Err(XmitDrop::TtlExceeded);
     }
@@ -97,23 +99,31 @@ pub(crate) fn xmit_nat<M: Mbuf>(
         let l4 = &mut data[h.l4..h.end];
         match proto {
             PROTO_TCP => {
-                let mut t = TcpPacket::new_checked(l4).map_err(|_| XmitDrop::Invalid)?;
-                tcp_flags = t.flags();
-                tcp_ack = t.ack();
+                TcpPacket::new_checked(&*l4).map_err(|_| XmitDrop::Invalid)?;
                 // Addresses, ports and sequence numbers: one checksum update for all.
                 let mut d = CkDelta::default();
-                d.pseudo([old_s, old_d], [new_s, new_d]);
-                if let Some((_, port)) = rw.src {
-                    d.w16(t.src_port(), port);
-                    t.set_src_port(port);
+                if same_v4 {
+                    d.pseudo_v4([old_s, old_d], [new_s, new_d]);
+                } else {
+                    d.pseudo([old_s, old_d], [new_s, new_d]);
                 }
-                if let Some((_, port)) = rw.dst {
-                    d.w16(t.dst_port(), port);
-                    t.set_dst_port(port);
+                {
+                    let mut t = fixed_tcp(l4)?;
+                    tcp_flags = t.flags();
+                    tcp_ack = t.ack();
+                    if let Some((_, port)) = rw.src {
+                        d.w16(t.src_port(), port);
+                        t.set_src_port(port);
+                    }
+                    if let Some((_, port)) = rw.dst {
+                        d.w16(t.dst_port(), port);
+                        t.set_dst_port(port);
+                    }
                 }
                 if fnat {
-                    fnat_tcp(&mut t, conn, dir, sent, nat64, &mut d);
+                    fnat_tcp(l4, conn, dir, sent, nat64, &mut d)?;
                 }
+                let mut t = fixed_tcp(l4)?;
                 let ck = d.apply(t.checksum());
                 t.set_checksum(ck);
             }
@@ -122,7 +132,11 @@ pub(crate) fn xmit_nat<M: Mbuf>(
                 let ck = u.checksum();
                 if ck != 0 {
                     let mut d = CkDelta::default();
-                    d.pseudo([old_s, old_d], [new_s, new_d]);
+                    if same_v4 {
+                        d.pseudo_v4([old_s, old_d], [new_s, new_d]);
+                    } else {
+                        d.pseudo([old_s, old_d], [new_s, new_d]);
+                    }
                     if let Some((_, port)) = rw.src {
                         d.w16(u.src_port(), port);
                     }
@@ -229,45 +243,119 @@ fn icmp_echo(msg: &mut [u8], rw: &Rewrite, old: [Addr; 2], new: [Addr; 2]) -> Re
     Ok(())
 }
 
+/// The fixed 20 bytes of a TCP header in `seg` (already checked by
+/// [`TcpPacket::new_checked`]) as a view of known length: ports, sequence numbers, flags and
+/// the checksum without a bounds check per field.
+#[inline]
+fn fixed_tcp(seg: &mut [u8]) -> Result<TcpPacket<&mut [u8; TCP_HDR]>, XmitDrop> {
+    let (hdr, _) = seg.split_first_chunk_mut::<TCP_HDR>().ok_or(XmitDrop::Invalid)?;
+    Ok(TcpPacket::new_unchecked(hdr))
+}
+
+/// Length of a TCP header without options.
+const TCP_HDR: usize = 20;
+
 /// FNAT's TCP work after the address and port rewrite (DPVS's `tcp_fnat_in_handler` /
-/// `tcp_fnat_out_handler`), TOA aside.
+/// `tcp_fnat_out_handler`), TOA aside, on the segment `seg` (checked by
+/// [`TcpPacket::new_checked`]).
 ///
 /// The sequence and acknowledgement changes are gathered in `d` (the caller applies it to
 /// the checksum once); the rarer option rewrites (timestamp NOPs, MSS, SACK) update the
 /// checksum field themselves, which gives the same result in any order ([`CkDelta`]).
-fn fnat_tcp(t: &mut TcpPacket<&mut [u8]>, conn: &mut Conn, dir: Dir, sent: &mut Sent, nat64: bool, d: &mut CkDelta) {
+fn fnat_tcp(
+    seg: &mut [u8],
+    conn: &mut Conn,
+    dir: Dir,
+    sent: &mut Sent,
+    nat64: bool,
+    d: &mut CkDelta,
+) -> Result<(), XmitDrop> {
     let delta = conn.fnat_seq_delta;
-    let flags = TcpFlags(t.flags());
+    let (flags, seq, ack) = {
+        let t = fixed_tcp(seg)?;
+        (TcpFlags(t.flags()), t.seq(), t.ack())
+    };
     match dir {
         Dir::In => {
             if flags.syn() && !flags.ack() {
-                sent.ts_nopped = t.nop_timestamp();
+                sent.ts_nopped = TcpPacket::new_unchecked(&mut *seg).nop_timestamp();
             }
             if delta != 0 {
-                let (old, seq) = (t.seq(), t.seq().wrapping_add(delta));
-                d.w32(old, seq);
-                t.set_seq(seq);
+                let new = seq.wrapping_add(delta);
+                d.w32(seq, new);
+                fixed_tcp(seg)?.set_seq(new);
             }
         }
         Dir::Out => {
             // The end of what the server sent (SYN and FIN count one), and its ack, before
             // the adjustment: what an RST on expiry must carry towards the server.
-            let len = t.payload().len() as u32 + flags.syn() as u32 + flags.fin() as u32;
-            conn.rs_last_seq = t.seq().wrapping_add(len);
-            conn.rs_last_ack = t.ack();
+            let hl = fixed_tcp(seg)?.header_len();
+            let len = seg.len().saturating_sub(hl) as u32 + flags.syn() as u32 + flags.fin() as u32;
+            conn.rs_last_seq = seq.wrapping_add(len);
+            conn.rs_last_ack = ack;
             if flags.syn() && flags.ack() {
-                sent.mss_clamped = toa::clamp_synack_mss(t, conn, nat64);
+                sent.mss_clamped = toa::clamp_synack_mss(&mut TcpPacket::new_unchecked(&mut *seg), conn, nat64);
             }
             if delta != 0 {
+                sent.sack_blocks = sack_sub(seg, hl, delta, d) as u8;
                 if flags.ack() {
-                    let (old, ack) = (t.ack(), t.ack().wrapping_sub(delta));
-                    d.w32(old, ack);
-                    t.set_ack(ack);
+                    let new = ack.wrapping_sub(delta);
+                    d.w32(ack, new);
+                    fixed_tcp(seg)?.set_ack(new);
                 }
-                sent.sack_blocks = t.rewrite_sack(|e| e.wrapping_sub(delta)) as u8;
             }
         }
     }
+    Ok(())
+}
+
+/// Offset in `opts` (a TCP header's option bytes) and block count of the first well-formed
+/// SACK option: the option [`TcpPacket::rewrite_sack`] of rvs-core finds (its walk stops at
+/// end-of-list or at a length byte that is missing, below 2 or past the end; a SACK option
+/// whose length is not 2 + 8n with n >= 1 is passed over), found in one pass over the bytes
+/// without building each option.
+#[inline]
+fn find_sack(opts: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(&k) = opts.get(at) {
+        match k {
+            kind::EOL => return None,
+            kind::NOP => at += 1,
+            _ => {
+                let len = *opts.get(at + 1)? as usize;
+                if len < 2 || at + len > opts.len() {
+                    return None;
+                }
+                if k == kind::SACK && len >= 10 && (len - 2).is_multiple_of(8) {
+                    return Some((at, (len - 2) / 8));
+                }
+                at += len;
+            }
+        }
+    }
+    None
+}
+
+/// Subtract `delta` from every edge of the SACK option of the segment `seg` (header length
+/// `hl`, checked), gathering the checksum change in `d` exactly as rvs-core's
+/// `rewrite_sack` makes it (one word: the folded sums of the edge bytes widened to 16-bit
+/// alignment, before and after). Returns the number of blocks (0 without a SACK option).
+fn sack_sub(seg: &mut [u8], hl: usize, delta: u32, d: &mut CkDelta) -> usize {
+    let Some((at, n)) = seg.get(TCP_HDR..hl).and_then(find_sack) else {
+        return 0;
+    };
+    let start = TCP_HDR + at + 2;
+    let end = start + n * 8;
+    // find_sack keeps the option inside the header: start..end lies within seg.
+    let (s, e) = (start & !1, ((end + 1) & !1).min(seg.len()));
+    let old = checksum::fold(checksum::sum(&seg[s..e], 0));
+    for edge in seg[start..end].chunks_exact_mut(4) {
+        let v = u32::from_be_bytes([edge[0], edge[1], edge[2], edge[3]]);
+        edge.copy_from_slice(&v.wrapping_sub(delta).to_be_bytes());
+    }
+    let new = checksum::fold(checksum::sum(&seg[s..e], 0));
+    d.w16(old, new);
+    n
 }
 
 /// The metadata of the packet as sent: new addresses and ports, family, offsets, length.
@@ -293,5 +381,79 @@ pub(crate) fn toa_counts(t: Toa) -> (u64, u64, u64) {
         Toa::Inserted => (1, 0, 0),
         Toa::Pruned => (1, 1, 0),
         Toa::Skipped => (0, 0, 1),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rvs_core::rng::SplitMix64;
+
+    /// The one-pass SACK rewrite gives the bytes, the checksum and the block count of
+    /// rvs-core's `rewrite_sack` on random option lists: SACK options at odd and even offsets,
+    /// malformed ones, NOPs, end-of-list, bad lengths, other options.
+    #[test]
+    fn sack_rewrite_equals_the_core_one() {
+        let mut r = SplitMix64::new(11);
+        let mut found = [0usize; 5];
+        for _ in 0..100_000 {
+            let hl = 20 + 4 * (r.next_u64() % 11) as usize;
+            let mut seg = vec![0u8; hl + (r.next_u64() % 8) as usize];
+            for b in seg.iter_mut() {
+                *b = r.next_u64() as u8;
+            }
+            seg[12] = ((hl / 4) as u8) << 4;
+            // Options: a random mix, SACK likely.
+            let mut at = 20;
+            while at < hl {
+                let pick = r.next_u64() % 10;
+                let room = hl - at;
+                match pick {
+                    0 => {
+                        seg[at] = kind::EOL;
+                        at += 1;
+                    }
+                    1..=3 => {
+                        seg[at] = kind::NOP;
+                        at += 1;
+                    }
+                    4..=7 if room >= 2 => {
+                        let n = 1 + (r.next_u64() % 4) as usize;
+                        let bad = r.next_u64().is_multiple_of(8);
+                        let len = if bad { 2 + 8 * n - 1 } else { 2 + 8 * n };
+                        seg[at] = kind::SACK;
+                        seg[at + 1] = len.min(room + (r.next_u64() % 2) as usize) as u8;
+                        at += len.min(room);
+                    }
+                    _ if room >= 2 => {
+                        let len = 2 + (r.next_u64() % 9) as usize;
+                        seg[at] = 2 + (r.next_u64() % 250) as u8;
+                        seg[at + 1] = if r.next_u64().is_multiple_of(16) {
+                            (r.next_u64() % 3) as u8
+                        } else {
+                            len as u8
+                        };
+                        at += len.min(room);
+                    }
+                    _ => at += 1,
+                }
+            }
+            let delta = r.next_u64() as u32;
+            let mut want = seg.clone();
+            let n_want = TcpPacket::new_checked(&mut want[..])
+                .unwrap()
+                .rewrite_sack(|e| e.wrapping_sub(delta));
+            let mut got = seg.clone();
+            let mut d = CkDelta::default();
+            let n = sack_sub(&mut got, hl, delta, &mut d);
+            let ck = d.apply(u16::from_be_bytes([got[16], got[17]]));
+            got[16..18].copy_from_slice(&ck.to_be_bytes());
+            assert_eq!(n, n_want);
+            assert_eq!(got, want, "{seg:02x?}");
+            found[n] += 1;
+        }
+        // Every block count was exercised.
+        assert!(found.iter().all(|&c| c > 100), "{found:?}");
     }
 }
