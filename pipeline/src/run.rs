@@ -410,7 +410,7 @@ pub struct WindowLcore {
     pub rx: u64,
     /// Packets transmitted.
     pub tx: u64,
-    /// Host-path packets.
+    /// Host-path packets freed (interfaces without a TAP).
     pub host: u64,
     /// Packets lost (rings, queues, refused).
     pub lost: u64,

@@ -22,7 +22,9 @@
 //!    reply), at least three frames from it, none freed for want of a TAP, and no mbuf left
 //!    in use.
 //!
-//! A second test checks the `host_tap` refusals that need no DPDK (a TAP on a traffic
+//! A second run has two workers (two lcores sharing one core): the TAP gets a queue pair per
+//! worker, and each worker passes the host-path packets of its own rx queue to the kernel
+//! through its own TAP queue. A third test checks the `host_tap` refusals that need no DPDK (a TAP on a traffic
 //! generator, one TAP name on two interfaces).
 //!
 //! Needs root, /dev/net/tun, `ip` and DPDK: under CI=true a missing one fails the test,
@@ -541,4 +543,156 @@ addresses = ["198.18.1.1/24"]
     let on_gen = parse(&base("device = \"gen:profile=sink\"\nhost_tap = \"rvstap1\""));
     let e = rvs_pipeline::run::check_taps(&on_gen).unwrap_err().to_string();
     assert!(e.contains("port1") && e.contains("host_tap needs a DPDK device"), "{e}");
+}
+
+/// A pcap file (microsecond magic) of `frames`.
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0u8; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&(i as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    std::fs::write(path, b).expect("write pcap");
+}
+
+#[test]
+fn each_worker_uses_its_own_tap_queue() {
+    let uid = Command::new("id").arg("-u").output().ok();
+    let root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root && missing("root") {
+        return;
+    }
+    if !Path::new("/dev/net/tun").exists() && missing("/dev/net/tun") {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() && missing("the `ip` command (iproute2)") {
+        return;
+    }
+    let ns = format!("rvs-host2-{}", std::process::id());
+    let _ = Command::new("ip")
+        .args(["netns", "del", &ns])
+        .stderr(Stdio::null())
+        .status();
+    let o = sh(&["ip", "netns", "add", &ns]);
+    if !o.status.success()
+        && missing(&format!(
+            "`ip netns add` ({})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    {
+        return;
+    }
+    let prefix = format!("run-host2-{}", std::process::id());
+    let mut rig = Rig {
+        ns: ns.clone(),
+        child: None,
+        prefix: prefix.clone(),
+    };
+    let dir = scratch("run-host2");
+    // Queue q of the port reads in{q}.pcap: five SYNs to port 22 each (the host path).
+    let mut files = Vec::new();
+    for q in 0..2u16 {
+        let frames: Vec<Vec<u8>> = (0..5).map(|i| syn_to_me(50, 0x50, 40000 + q * 100 + i, 1000)).collect();
+        let (i, o) = (dir.join(format!("in{q}.pcap")), dir.join(format!("out{q}.pcap")));
+        write_pcap(&i, &frames);
+        files.push((i, o));
+    }
+    let stats_path = dir.join("stats.json");
+    let conf = dir.join("host2.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[dpdk]
+workers = 2
+memory_mb = 256
+mbufs = 2047
+idle_sleep_us = 50
+idle_polls = 16
+eal_args = ["--lcores=(0-1)@0"]
+
+[control]
+socket = "{}"
+
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24"]
+device = "net_pcap0,rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}"
+host_tap = "{TAP}"
+"#,
+            dir.join("ctl.sock").display(),
+            files[0].0.display(),
+            files[1].0.display(),
+            files[0].1.display(),
+            files[1].1.display()
+        ),
+    )
+    .expect("config");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(rvs())
+        .arg("run")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--file-prefix")
+        .arg(&prefix)
+        .args(["--packets", "10", "--idle-ms", "20000", "--stats"])
+        .arg(&stats_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rvs");
+    rig.child = Some(child);
+    let mut c = rig.child.take().expect("child");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(c.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            rig.child = Some(c);
+            panic!("rvs did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut so, mut se) = (String::new(), String::new());
+    if let Some(mut s) = c.stdout.take() {
+        let _ = s.read_to_string(&mut so);
+    }
+    if let Some(mut s) = c.stderr.take() {
+        let _ = s.read_to_string(&mut se);
+    }
+    let out = std::process::Output {
+        status: c.wait().expect("status"),
+        stdout: so.clone().into_bytes(),
+        stderr: se.clone().into_bytes(),
+    };
+    if dpdk_missing(&out) {
+        return;
+    }
+    assert!(out.status.success(), "rvs failed:\n{so}\n{se}");
+    assert!(
+        !se.contains("queue pair(s) for"),
+        "the TAP should take one queue pair per worker:\n{se}"
+    );
+    let st = stats(&stats_path);
+    let lc = st["lcores"].as_array().expect("lcores");
+    assert_eq!(lc.len(), 2, "{so}");
+    for (w, l) in lc.iter().enumerate() {
+        let n = |k: &str| l[k].as_u64().unwrap_or_else(|| panic!("no {k} for worker {w}: {l}"));
+        assert_eq!(
+            (n("rx"), n("host_to_kernel"), n("host")),
+            (5, 5, 0),
+            "worker {w}:\n{so}"
+        );
+    }
+    assert_eq!(st["mempool_in_use"].as_u64(), Some(0), "an mbuf leaked:\n{so}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
