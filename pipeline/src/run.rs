@@ -19,8 +19,9 @@
 //! - Host path to the kernel (DPVS's KNI): an `[[interface]]` with `host_tap = "NAME"` gets
 //!   a kernel TAP interface NAME, a `net_tap` vdev hot-plugged after every interface is open
 //!   (`iface=NAME,mac=<the interface's mac>`, so the kernel answers from the interface's own
-//!   MAC), with one rx and one tx queue per worker (fewer if the PMD refuses, with a
-//!   warning: workers without a queue then free their host-path packets). Each worker sends
+//!   MAC), with one rx and one tx queue per worker, at most 4 (DPDK 22.11's net_tap aborts
+//!   the process when started with more) and fewer if the PMD refuses, with a warning:
+//!   workers without a queue free their host-path packets (counted `host`). Each worker sends
 //!   the host-path packets that came in on interface `i` (the mbuf's input port, mapped back
 //!   to its interface) to `i`'s TAP through its own tx buffer (`host_to_kernel`), and polls
 //!   its rx queue of every TAP after flushing those (the kernel usually answers within the
@@ -30,8 +31,9 @@
 //!   without a TAP are counted (`host`) and freed. rvs configures nothing on the kernel
 //!   side: the operator gives the TAP its addresses, routes and link state (`ip addr add`,
 //!   `ip link set NAME up`), as with DPVS's KNI devices. Not done: the kernel's frames are
-//!   not looked at (no neighbour learning from them, no filtering), and nothing
-//!   rate-limits the host path.
+//!   not looked at (no neighbour learning from them, no filtering); nothing rate-limits the
+//!   host path; workers beyond the TAP's queue pairs do not hand their host-path packets
+//!   to a worker that has one.
 //! - Connection ownership with several workers: FNAT and SNAT replies go to the lcore owning
 //!   their local port (lookup's [`rvs_conn::SaPool::owner_lcore`] rule); NAT replies, and
 //!   packets of a connection that arrive on another lcore's queue, through the shared
@@ -258,6 +260,10 @@ struct LcoreIo {
 const NO_IFACE: u16 = u16::MAX;
 /// Descriptors of a TAP queue: net_tap holds that many mbufs per rx queue.
 const TAP_DESC: u16 = 64;
+/// Most queue pairs asked of a TAP: DPDK 22.11's net_tap sends the file descriptor of every
+/// rx and tx queue in one multi-process message of at most 8 (`RTE_MP_MAX_FD_NUM`) when it
+/// starts, and overruns that array (the process aborts on a smashed stack) beyond 4 pairs.
+const TAP_MAX_QUEUES: u16 = 4;
 
 /// What an lcore hands back when it stops.
 #[derive(Debug, Clone, Default)]
@@ -1144,7 +1150,7 @@ fn open_tap(eal: &Eal, dev: &str, workers: u16, pool: &Mempool) -> anyhow::Resul
         .map(|i| i.max_rx_queues.min(i.max_tx_queues))
         .unwrap_or(1)
         .max(1);
-    let mut n = workers.min(max).max(1);
+    let mut n = workers.min(max).clamp(1, TAP_MAX_QUEUES);
     let q = loop {
         let pc = PortConfig {
             rx_queues: n,

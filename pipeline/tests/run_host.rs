@@ -24,7 +24,9 @@
 //!
 //! A second run has two workers (two lcores sharing one core): the TAP gets a queue pair per
 //! worker, and each worker passes the host-path packets of its own rx queue to the kernel
-//! through its own TAP queue. A third test checks the `host_tap` refusals that need no DPDK (a TAP on a traffic
+//! through its own TAP queue. A third run has six workers: the TAP gets four pairs (DPDK
+//! 22.11's net_tap aborts the process with more), rvs says so, and workers 4 and 5 free
+//! their host-path packets. A fourth test checks the `host_tap` refusals that need no DPDK (a TAP on a traffic
 //! generator, one TAP name on two interfaces).
 //!
 //! Needs root, /dev/net/tun, `ip` and DPDK: under CI=true a missing one fails the test,
@@ -101,6 +103,88 @@ impl Drop for Rig {
         }
         let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+impl Rig {
+    /// Check the prerequisites (root, /dev/net/tun, `ip`) and make namespace
+    /// `rvs-TAG-<pid>`; `None` when one is missing outside CI (the test is then skipped).
+    fn new(tag: &str) -> Option<Rig> {
+        let uid = Command::new("id").arg("-u").output().ok();
+        let root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root && missing("root") {
+            return None;
+        }
+        if !Path::new("/dev/net/tun").exists() && missing("/dev/net/tun") {
+            return None;
+        }
+        if Command::new("ip").arg("-V").output().is_err() && missing("the `ip` command (iproute2)") {
+            return None;
+        }
+        let ns = format!("rvs-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
+        let o = sh(&["ip", "netns", "add", &ns]);
+        if !o.status.success()
+            && missing(&format!(
+                "`ip netns add` ({})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        {
+            return None;
+        }
+        Some(Rig {
+            ns,
+            child: None,
+            prefix: format!("run-{tag}-{}", std::process::id()),
+        })
+    }
+
+    /// Run rvs with `conf` and `args` in the namespace until it exits by itself (bounded:
+    /// 30 s), then its output; `None` when DPDK cannot start outside CI.
+    fn run_to_end(&mut self, conf: &Path, args: &[&str]) -> Option<std::process::Output> {
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(rvs())
+            .arg("run")
+            .arg("--config")
+            .arg(conf)
+            .arg("--file-prefix")
+            .arg(&self.prefix)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rvs");
+        // Read the pipes while it runs (a full pipe would stall it).
+        let mut so = c.stdout.take().expect("stdout");
+        let mut se = c.stderr.take().expect("stderr");
+        let t_out = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = so.read_to_end(&mut v);
+            v
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = se.read_to_end(&mut v);
+            v
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(c.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                self.child = Some(c);
+                panic!("rvs did not stop within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = std::process::Output {
+            status: c.wait().expect("status"),
+            stdout: t_out.join().unwrap_or_default(),
+            stderr: t_err.join().unwrap_or_default(),
+        };
+        (!dpdk_missing(&out)).then_some(out)
     }
 }
 
@@ -260,37 +344,10 @@ fn tcp_of(f: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, u8, u32, u32)> {
 
 #[test]
 fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
-    let uid = Command::new("id").arg("-u").output().ok();
-    let root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root && missing("root") {
+    let Some(mut rig) = Rig::new("host") else {
         return;
-    }
-    if !Path::new("/dev/net/tun").exists() && missing("/dev/net/tun") {
-        return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() && missing("the `ip` command (iproute2)") {
-        return;
-    }
-    let ns = format!("rvs-host-{}", std::process::id());
-    let _ = Command::new("ip")
-        .args(["netns", "del", &ns])
-        .stderr(Stdio::null())
-        .status();
-    let o = sh(&["ip", "netns", "add", &ns]);
-    if !o.status.success()
-        && missing(&format!(
-            "`ip netns add` ({})",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    {
-        return;
-    }
-    let prefix = format!("run-host-{}", std::process::id());
-    let mut rig = Rig {
-        ns: ns.clone(),
-        child: None,
-        prefix: prefix.clone(),
     };
+    let (ns, prefix) = (rig.ns.clone(), rig.prefix.clone());
     in_ns(&ns, &["ip", "link", "set", "lo", "up"]);
 
     let dir = scratch("run-host");
@@ -361,22 +418,26 @@ fn host_path_reaches_the_kernel_through_a_tap_and_its_answer_goes_out() {
     };
     let mut feed = Feed { f, t: 0 };
 
-    // The TAP appears once rvs has plugged it (after the net_pcap port).
+    // The TAP appears once rvs has plugged it (after the net_pcap port), and takes the
+    // interface's MAC right after it is created.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let o = sh(&["ip", "netns", "exec", &ns, "ip", "link", "show", TAP]);
-        if o.status.success() {
-            let text = String::from_utf8_lossy(&o.stdout).to_string();
-            assert!(
-                text.contains("link/ether 02:00:00:00:00:01"),
-                "the TAP must carry the interface's MAC: {text}"
-            );
+        let last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if o.status.success() && last.contains("link/ether 02:00:00:00:00:01") {
             break;
         }
         if let Ok(Some(st)) = rig.child.as_mut().expect("child").try_wait() {
-            panic!("rvs exited ({st}) before its TAP appeared");
+            panic!("rvs exited ({st}) before its TAP appeared with the interface's MAC");
         }
-        assert!(Instant::now() < deadline, "no TAP {TAP} in {ns} within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "no TAP {TAP} with the interface's MAC in {ns} within 10 s: {last}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let tap_at = started.elapsed();
@@ -566,36 +627,8 @@ fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
 
 #[test]
 fn each_worker_uses_its_own_tap_queue() {
-    let uid = Command::new("id").arg("-u").output().ok();
-    let root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root && missing("root") {
+    let Some(mut rig) = Rig::new("host2") else {
         return;
-    }
-    if !Path::new("/dev/net/tun").exists() && missing("/dev/net/tun") {
-        return;
-    }
-    if Command::new("ip").arg("-V").output().is_err() && missing("the `ip` command (iproute2)") {
-        return;
-    }
-    let ns = format!("rvs-host2-{}", std::process::id());
-    let _ = Command::new("ip")
-        .args(["netns", "del", &ns])
-        .stderr(Stdio::null())
-        .status();
-    let o = sh(&["ip", "netns", "add", &ns]);
-    if !o.status.success()
-        && missing(&format!(
-            "`ip netns add` ({})",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    {
-        return;
-    }
-    let prefix = format!("run-host2-{}", std::process::id());
-    let mut rig = Rig {
-        ns: ns.clone(),
-        child: None,
-        prefix: prefix.clone(),
     };
     let dir = scratch("run-host2");
     // Queue q of the port reads in{q}.pcap: five SYNs to port 22 each (the host path).
@@ -638,45 +671,14 @@ host_tap = "{TAP}"
         ),
     )
     .expect("config");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(rvs())
-        .arg("run")
-        .arg("--config")
-        .arg(&conf)
-        .arg("--file-prefix")
-        .arg(&prefix)
-        .args(["--packets", "10", "--idle-ms", "20000", "--stats"])
-        .arg(&stats_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rvs");
-    rig.child = Some(child);
-    let mut c = rig.child.take().expect("child");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while matches!(c.try_wait(), Ok(None)) {
-        if Instant::now() >= deadline {
-            rig.child = Some(c);
-            panic!("rvs did not stop within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (mut so, mut se) = (String::new(), String::new());
-    if let Some(mut s) = c.stdout.take() {
-        let _ = s.read_to_string(&mut so);
-    }
-    if let Some(mut s) = c.stderr.take() {
-        let _ = s.read_to_string(&mut se);
-    }
-    let out = std::process::Output {
-        status: c.wait().expect("status"),
-        stdout: so.clone().into_bytes(),
-        stderr: se.clone().into_bytes(),
-    };
-    if dpdk_missing(&out) {
+    let stats_arg = stats_path.display().to_string();
+    let Some(out) = rig.run_to_end(&conf, &["--packets", "10", "--idle-ms", "20000", "--stats", &stats_arg]) else {
         return;
-    }
+    };
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(out.status.success(), "rvs failed:\n{so}\n{se}");
     assert!(
         !se.contains("queue pair(s) for"),
@@ -693,6 +695,82 @@ host_tap = "{TAP}"
             "worker {w}:\n{so}"
         );
     }
+    assert_eq!(st["mempool_in_use"].as_u64(), Some(0), "an mbuf leaked:\n{so}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn workers_beyond_the_tap_queue_pairs_are_told_and_free_their_host_path() {
+    let Some(mut rig) = Rig::new("host3") else {
+        return;
+    };
+    let dir = scratch("run-host3");
+    let stats_path = dir.join("stats.json");
+    let conf = dir.join("host3.toml");
+    // net_null's frames (not IP) all take the host path. Six workers, a TAP of four pairs.
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[dpdk]
+workers = 6
+memory_mb = 256
+mbufs = 4095
+descriptors = 64
+idle_sleep_us = 50
+idle_polls = 16
+eal_args = ["--lcores=(0-5)@0"]
+
+[conn]
+capacity = 1024
+buckets_log2 = 10
+templates = 1024
+
+[control]
+socket = "{}"
+
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24"]
+device = "net_null0"
+host_tap = "{TAP}"
+"#,
+            dir.join("ctl.sock").display()
+        ),
+    )
+    .expect("config");
+    let stats_arg = stats_path.display().to_string();
+    let Some(out) = rig.run_to_end(
+        &conf,
+        &["--packets", "20000", "--idle-ms", "20000", "--stats", &stats_arg],
+    ) else {
+        return;
+    };
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "rvs failed:\n{so}\n{se}");
+    assert!(
+        se.contains("host TAP rvstap0 has 4 queue pair(s) for 6 workers; workers 4.. free their host-path packets"),
+        "the fallback is said:\n{se}"
+    );
+    let st = stats(&stats_path);
+    let lc = st["lcores"].as_array().expect("lcores");
+    assert_eq!(lc.len(), 6, "{so}");
+    let n = |w: usize, k: &str| lc[w][k].as_u64().unwrap_or_else(|| panic!("no {k} for worker {w}"));
+    for w in 0..6 {
+        // Every host-path packet is either handed to the TAP or freed, per worker.
+        let to_kernel = n(w, "host_to_kernel") + n(w, "tx_refused");
+        if w >= 4 {
+            assert_eq!(to_kernel, 0, "worker {w} has no TAP queue:\n{so}");
+        } else {
+            assert_eq!(n(w, "host"), 0, "worker {w} has a TAP queue:\n{so}");
+        }
+    }
+    // Worker 0 (the main lcore) always polls: its share reached the kernel.
+    assert!(n(0, "host_to_kernel") > 0, "{so}");
     assert_eq!(st["mempool_in_use"].as_u64(), Some(0), "an mbuf leaked:\n{so}");
     let _ = std::fs::remove_dir_all(&dir);
 }
