@@ -47,11 +47,15 @@ impl Hdr {
         let first = *b.first().ok_or(XmitDrop::Invalid)?;
         let (v6, end) = match first >> 4 {
             4 => {
-                let ip = Ipv4Packet::new_checked(b).map_err(|_| XmitDrop::Invalid)?;
-                if l4 != l3 + ip.header_len() {
+                // Ipv4Packet::check's rules, read through a view of the fixed 20 bytes (no
+                // bounds check per field): IHL at least 20 and within the data, total length
+                // at least the header and within the data.
+                let ip = Ipv4Packet::new_unchecked(b.first_chunk::<V4_HDR>().ok_or(XmitDrop::Invalid)?);
+                let (hl, tl) = (ip.header_len(), ip.total_len() as usize);
+                if hl < V4_HDR || hl > b.len() || tl < hl || tl > b.len() || l4 != l3 + hl {
                     return Err(XmitDrop::Invalid);
                 }
-                (false, l3 + ip.total_len() as usize)
+                (false, l3 + tl)
             }
             6 => {
                 let ip = Ipv6Packet::new_checked(b).map_err(|_| XmitDrop::Invalid)?;

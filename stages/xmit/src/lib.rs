@@ -206,6 +206,15 @@ pub struct Sent {
 }
 
 impl Sent {
+    /// True when nothing but the mode and port is to count (most packets): no option work,
+    /// no translation.
+    #[inline]
+    fn plain(&self) -> bool {
+        !(self.ts_nopped || self.mss_clamped || self.nat64 || self.icmp_err)
+            && self.sack_blocks == 0
+            && self.toa == Toa::None
+            && self.uoa.is_none()
+    }
     fn new(fwd: Forward, dir: Dir) -> Self {
         Sent {
             port: 0,
@@ -274,6 +283,7 @@ pub struct XmitCounters {
 }
 
 impl XmitCounters {
+    #[inline(always)]
     fn add(&mut self, s: &Sent) {
         match (s.fwd, s.dir) {
             (Forward::Fnat, Dir::In) => self.fnat_in += 1,
@@ -285,6 +295,13 @@ impl XmitCounters {
             (Forward::Tunnel, _) => self.tunnel += 1,
             (Forward::Dr, _) => self.dr += 1,
         }
+        if !s.plain() {
+            self.add_work(s);
+        }
+    }
+    /// The header-work counts of a packet that had some (see [`Sent::plain`]).
+    #[inline(never)]
+    fn add_work(&mut self, s: &Sent) {
         self.nat64 += s.nat64 as u64;
         self.icmp_err += s.icmp_err as u64;
         self.ts_nopped += s.ts_nopped as u64;
