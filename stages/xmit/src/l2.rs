@@ -13,8 +13,10 @@
 //! and resolves the hop (ARP, RFC 826; ND, RFC 4861), as DPVS's `neigh_resolve_output` does.
 //!
 //! Route lookup is a longest-prefix match over a short list sorted by prefix length (a
-//! balancer has a handful of routes); neighbour lookup is one hash probe. Nothing here
-//! allocates per packet.
+//! balancer has a handful of routes); neighbour lookup is one hash probe. The xmit stage
+//! keeps the answers per destination in a [`HopCache`] (as DPVS keeps a connection's route and
+//! neighbour), checked against [`L2::stamp`] so it never outlives a change of the tables.
+//! Nothing here allocates per packet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -56,7 +56,9 @@
 //! Checksums are updated incrementally (RFC 1624) through the views of [`rvs_core::wire`] and
 //! [`rvs_core::checksum`]: the IPv4 header for the addresses and the TTL, the TCP/UDP checksum
 //! for the pseudo-header addresses (within or across families: one update from the sum of the
-//! old addresses to the sum of the new), the ports, seq/ack and rewritten option bytes. A
+//! old addresses to the sum of the new), the ports, seq/ack and rewritten option bytes; the
+//! changes to one header are gathered and its checksum field read and written once
+//! (RFC 1624 eqn. 3 summed over the words, bit for bit what word-by-word updates give). A
 //! UDP datagram without a checksum (0) keeps none, except into IPv6, where one is computed.
 //! Recomputed in full, as they are rare: the TCP checksum of the few segments that get TOA,
 //! headers xmit builds (NAT64, tunnels, UOA), ICMP message checksums. Checksums are completed
@@ -78,15 +80,23 @@
 //! ranges, interfaces) are matched by schedule and made by conn-new (rvs-core's `MatchSpec`);
 //! xmit does the rewrite. Synproxy's sequence adjustment is the synproxy stage's, before xmit.
 //!
-//! Cost per packet, vectors of 32 over heap buffers, through
-//! [`rvs_core::stage::Node::run`], the per-iteration refill of each buffer with its original
-//! bytes and metadata (about 11 ns a packet) subtracted: FNAT inbound TCP (steady state, after
-//! TOA) about 205 ns, FNAT outbound with a two-edge SACK rewrite about 255 ns, NAT inbound
-//! about 150 ns, TUNNEL (IPIP) about 150 ns, DR about 80 ns. Two runs on the shared 2-core
-//! development machine under a load average of 8 to 17 (other builds running); the previous
-//! figures (FNAT in 80 ns, DR 45 ns) came from a quieter run: compare ratios within one run
-//! (FNAT in / DR about 2.5, NAT / DR about 1.9, TUNNEL / DR about 1.9). Measured with
-//! `cargo bench -p rvs-xmit --bench xmit`.
+//! Cost per packet, in instructions: callgrind's instruction counts printed by
+//! `benches/iai-guard` (which runs `cargo bench -p rvs-benches --bench iai`: one vector of
+//! TCP ACKs with 64 bytes of payload through [`rvs_core::stage::Node::run`] over heap buffers,
+//! one connection each, the fixture built and warmed outside the count; the count divided by
+//! the vector size). FNAT inbound (steady state, no TOA due) 829 (vector of 256; 844 at 32),
+//! FNAT outbound with a two-edge SACK block to shift 1005 (1020 at 32), NAT inbound 734, NAT
+//! outbound 735, DR 284 (vectors of 32). Before the changes that brought them there
+//! (the next-hop cache, one checksum update per header instead of one per field, the SACK
+//! rewrite in one pass over the option bytes, fixed-size header views) they were 1210, 1711,
+//! 1082, 1142 and 403. About 58 of each packet's count are the two copies of its descriptor
+//! into and out of the stage's vectors (rvs-core's `PacketVec` and `Out`). The benches' packets
+//! go to 8 real servers (FNAT outbound: one client address), so the next-hop cache
+//! ([`HopCache`]) always answers; a miss adds the route and neighbour lookup it saves (161
+//! instructions a packet in the FNAT inbound bench before the cache). Wall time:
+//! `cargo bench -p rvs-xmit --bench xmit`; its last recorded figures (FNAT in about 205 ns, FNAT
+//! out 255 ns, NAT in 150 ns, TUNNEL 150 ns, DR 80 ns, on the shared 2-core machine under a
+//! load average of 8 to 17) predate these changes and were not measured again.
 
 #![forbid(unsafe_code)]
 

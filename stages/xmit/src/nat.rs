@@ -67,7 +67,8 @@ pub(crate) fn xmit_nat<M: Mbuf>(
     uoa: toa::UoaConfig,
 ) -> Result<(), XmitDrop> {
     let dir = p.meta.dir;
-    let h = Hdr::locate(p.mbuf.data(), &p.meta)?;
+    let data = p.mbuf.data();
+    let h = Hdr::locate(data, &p.meta)?;
     let proto = p.meta.proto;
     let (old_s, old_d) = (p.meta.saddr, p.meta.daddr);
     if old_s.is_v4() == h.v6 || old_d.is_v4() == h.v6 {
@@ -83,7 +84,7 @@ pub(crate) fn xmit_nat<M: Mbuf>(
     let nat64 = new_s.is_v4() == h.v6;
     // IPv4 in and out (the families of the old addresses were checked against the header).
     let same_v4 = !nat64 && !h.v6;
-    if ipx::ttl(p.mbuf.data(), &h) <= 1 {
+    if ipx::ttl(data, &h) <= 1 {
         return Err(XmitDrop::TtlExceeded);
     }
     let (nh, mtu) = l2.next_hop_cached(hops, new_d)?;
@@ -161,10 +162,12 @@ pub(crate) fn xmit_nat<M: Mbuf>(
             }
             _ => return Err(XmitDrop::NotSupported),
         }
+        if !nat64 {
+            p.meta.ttl = ipx::rewrite_same_family(data, &h, new_s, new_d, true);
+        }
     }
 
     let mut h = if !nat64 {
-        p.meta.ttl = ipx::rewrite_same_family(p.mbuf.data_mut(), &h, new_s, new_d, true);
         h
     } else if h.v6 {
         sent.nat64 = true;
@@ -347,11 +350,26 @@ fn sack_sub(seg: &mut [u8], hl: usize, delta: u32, d: &mut CkDelta) -> usize {
     let start = TCP_HDR + at + 2;
     let end = start + n * 8;
     // find_sack keeps the option inside the header: start..end lies within seg.
+    let (edges, _) = seg[start..end].as_chunks_mut::<4>();
+    if start.is_multiple_of(2) {
+        // Word-aligned (the usual NOP, NOP, SACK): the summed range is the edges
+        // themselves, so both sums come from the values, without reading the bytes again.
+        let (mut old, mut new) = (0u32, 0u32);
+        for edge in edges {
+            let v = u32::from_be_bytes(*edge);
+            let w = v.wrapping_sub(delta);
+            old += (v >> 16) + (v & 0xffff);
+            new += (w >> 16) + (w & 0xffff);
+            *edge = w.to_be_bytes();
+        }
+        d.w16(checksum::fold(old), checksum::fold(new));
+        return n;
+    }
     let (s, e) = (start & !1, ((end + 1) & !1).min(seg.len()));
     let old = checksum::fold(checksum::sum(&seg[s..e], 0));
-    for edge in seg[start..end].chunks_exact_mut(4) {
-        let v = u32::from_be_bytes([edge[0], edge[1], edge[2], edge[3]]);
-        edge.copy_from_slice(&v.wrapping_sub(delta).to_be_bytes());
+    let (edges, _) = seg[start..end].as_chunks_mut::<4>();
+    for edge in edges {
+        *edge = u32::from_be_bytes(*edge).wrapping_sub(delta).to_be_bytes();
     }
     let new = checksum::fold(checksum::sum(&seg[s..e], 0));
     d.w16(old, new);
