@@ -141,7 +141,7 @@ pub struct NextHop {
 /// content it was read from: the cache remembers the [`L2::stamp`] it was filled under and
 /// empties itself when the stamp differs (a configuration reload, a new MTU, a neighbour
 /// learned, changed or expired), so an answer is never older than the tables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HopCache {
     stamp: u64,
     slots: Box<[HopSlot]>,
@@ -195,6 +195,16 @@ impl HopCache {
     fn index(dst: Addr, n: usize) -> usize {
         let k = (dst.0 as u64) ^ ((dst.0 >> 64) as u64).rotate_left(29);
         (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (n - 1)
+    }
+}
+
+impl std::fmt::Debug for HopCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HopCache")
+            .field("stamp", &self.stamp)
+            .field("slots", &self.slots.len())
+            .field("used", &self.slots.iter().filter(|s| s.used).count())
+            .finish()
     }
 }
 
