@@ -223,6 +223,10 @@ fn strip_quoted_opp<M: Mbuf>(m: &mut M, h: &mut Hdr, il3: usize, il4: &mut usize
     if d.get(proto_at) != Some(&crate::toa::IPPROTO_OPP) || *il4 <= hdr_end {
         return Ok(false);
     }
+    if hdr_end < il3 + V4_HDR {
+        // An IPv4 header shorter than 20 bytes: never one lookup matched.
+        return Err(XmitDrop::Invalid);
+    }
     let n = *il4 - hdr_end;
     let opp_len = d
         .get(hdr_end + 2..hdr_end + 4)
