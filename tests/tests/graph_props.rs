@@ -200,6 +200,17 @@ fn seeds() -> Vec<Vec<u8>> {
         }
     }
     s.push(from_client(100).udp(42000, 53).payload(&[7; 40]).build());
+    // A full-size segment of the TUNNEL service's SYN flow without DF: encapsulated it outgrows
+    // the port, so it leaves as IPv4 fragments.
+    s.push(
+        from_client(103)
+            .tcp(41000, 80)
+            .flags(ACK)
+            .seq(1001)
+            .ack(5000)
+            .payload(&[5; 1460])
+            .build(),
+    );
     s.push(from_client(104).icmp_echo_request(9, 1).payload(&[1; 16]).build());
     s.push(from_client(1).icmp_echo_request(9, 2).build());
     s.push(from_client(100).ttl(1).tcp(41999, 80).flags(SYN).seq(1).build());
