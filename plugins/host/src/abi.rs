@@ -292,14 +292,6 @@ pub fn load(l: Load) -> [u8; LOAD_SIZE] {
     b
 }
 
-/// Encode the flow record.
-#[inline(always)]
-pub fn flow(f: &Flow<'_>, rand: u64) -> [u8; FLOW_SIZE] {
-    let mut b = [0u8; FLOW_SIZE];
-    fill_flow(&mut b, f, rand);
-    b
-}
-
 /// Encode the flow record into `b` (every byte written: payload bytes past `payload_len` are
 /// zeroed).
 #[inline(always)]
@@ -358,21 +350,9 @@ pub fn write_header(mem: &mut [u8], area: usize, h: &[u8; HEADER_SIZE]) {
     put(mem, area, h);
 }
 
-/// Write the flow record.
-#[inline(always)]
-pub fn write_flow(mem: &mut [u8], area: usize, rec: &[u8; FLOW_SIZE]) {
-    put(mem, area + FLOW_OFF, rec);
-}
-
 /// Write destination `i`'s static record.
 pub fn write_dest(mem: &mut [u8], area: usize, i: usize, rec: &[u8; DEST_SIZE]) {
     put(mem, area + DESTS_OFF + i * DEST_SIZE, rec);
-}
-
-/// Write destination `i`'s counter record.
-#[inline(always)]
-pub fn write_load(mem: &mut [u8], area: usize, capacity: usize, i: usize, rec: &[u8; LOAD_SIZE]) {
-    put(mem, area + loads_off(capacity) + i * LOAD_SIZE, rec);
 }
 
 #[cfg(test)]
@@ -399,14 +379,16 @@ mod tests {
             dport: 443,
             payload: &[0xaa; 40],
         };
-        let b = flow(&f, 0x0102_0304_0506_0708);
+        let mut mem = vec![0xeeu8; 8 + FLOW_OFF + FLOW_SIZE];
+        put_flow(&mut mem, 8, &f, 0x0102_0304_0506_0708);
+        let b = &mem[8 + FLOW_OFF..];
         assert_eq!(&b[0..16], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 7]);
         assert_eq!(&b[28..32], &[198, 18, 0, 100]);
-        assert_eq!(u16_at(&b, 32), 40000);
-        assert_eq!(u16_at(&b, 34), 443);
+        assert_eq!(u16_at(b, 32), 40000);
+        assert_eq!(u16_at(b, 34), 443);
         assert_eq!(b[36], 17);
         assert_eq!(b[37], 4);
-        assert_eq!(u16_at(&b, 38), 16);
+        assert_eq!(u16_at(b, 38), 16);
         assert_eq!(&b[40..56], &[0xaa; 16]);
         assert_eq!(&b[56..64], &[8, 7, 6, 5, 4, 3, 2, 1]);
     }

@@ -465,10 +465,13 @@ impl Live {
         let hdr = abi::header(svc, self.generation, self.cap, self.lcore, self.seed);
         let mem = self.memory.data_mut(&mut self.store);
         abi::write_header(mem, self.area, &hdr);
-        let zero = abi::load(Default::default());
         for (i, d) in svc.dests.iter().enumerate() {
             abi::write_dest(mem, self.area, i, &abi::dest(d));
-            abi::write_load(mem, self.area, self.cap, i, &zero);
+        }
+        if let Some(recs) = abi::loads_mut(mem, self.area, self.cap) {
+            for i in 0..svc.dests.len() {
+                abi::set_load(recs, i, Default::default());
+            }
         }
         if let Some(u) = &self.update {
             arm_setup(host, &mut self.store);
