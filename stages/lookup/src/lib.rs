@@ -99,7 +99,7 @@ use rvs_core::service::{Service, Snapshot, Timeouts};
 use rvs_core::stage::{Out, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
 use rvs_core::wire::ipv4::Ipv4Packet;
-use rvs_core::wire::{icmp, icmpv6};
+use rvs_core::wire::{icmp, icmpv6, opp};
 
 rvs_core::labels! {
     /// Where lookup sends a packet.
@@ -682,10 +682,6 @@ fn quoted<M: Mbuf>(p: &rvs_core::stage::Packet<M>) -> Option<Quoted> {
     })
 }
 
-/// DPVS's private "option protocol" (`IPPROTO_OPT`, 248), which FNAT's UOA in "opp" mode puts
-/// between the IP header and UDP (rvs-xmit's `toa` module).
-const IPPROTO_OPP: u8 = 248;
-
 /// A quoted datagram that carried UOA in an opp header (4 bytes: version, next protocol,
 /// length of header and options, big-endian; then the options) is matched by the UDP header
 /// behind it: the real server's error quotes the datagram as the balancer sent it. The next
@@ -693,16 +689,11 @@ const IPPROTO_OPP: u8 = 248;
 /// else is `None` (a miss, as before). Any other quoted protocol passes unchanged.
 #[inline]
 fn skip_opp(e: icmp::Embedded<'_>) -> Option<icmp::Embedded<'_>> {
-    if e.proto != IPPROTO_OPP {
+    if e.proto != opp::PROTO {
         return Some(e);
     }
-    let (next, len) = match e.l4 {
-        [_, next, a, b, ..] => (*next, u16::from_be_bytes([*a, *b]) as usize),
-        _ => return None,
-    };
-    if next != Proto::Udp.number() || len < 4 || len > e.l4.len() {
-        return None;
-    }
+    let next = Proto::Udp.number();
+    let len = opp::len_before(e.l4, next)?;
     Some(icmp::Embedded {
         proto: next,
         l4_off: e.l4_off + len,

@@ -203,7 +203,7 @@ pub(crate) fn xmit_icmp_err<M: Mbuf>(l2: &L2, conn: &Conn, p: &mut Packet<M>, se
     Ok(())
 }
 
-/// Take DPVS's UOA "opp" header (protocol 248, [`crate::toa::IPPROTO_OPP`]) out of a quoted
+/// Take DPVS's UOA "opp" header (protocol 248, [`rvs_core::wire::opp`]) out of a quoted
 /// datagram. FNAT put it in front of the UDP header of the first datagrams it sent the real
 /// server; an error quoting one of them (lookup found the UDP ports behind it) must reach the
 /// other side quoting plain UDP, as its addressee sent or would know it: the opp header is
@@ -220,7 +220,7 @@ fn strip_quoted_opp<M: Mbuf>(m: &mut M, h: &mut Hdr, il3: usize, il4: &mut usize
     } else {
         (il3 + 9, il3 + usize::from(d[il3] & 0xf) * 4)
     };
-    if d.get(proto_at) != Some(&crate::toa::IPPROTO_OPP) || *il4 <= hdr_end {
+    if d.get(proto_at) != Some(&rvs_core::wire::opp::PROTO) || *il4 <= hdr_end {
         return Ok(false);
     }
     if hdr_end < il3 + V4_HDR {
@@ -228,10 +228,7 @@ fn strip_quoted_opp<M: Mbuf>(m: &mut M, h: &mut Hdr, il3: usize, il4: &mut usize
         return Err(XmitDrop::Invalid);
     }
     let n = *il4 - hdr_end;
-    let opp_len = d
-        .get(hdr_end + 2..hdr_end + 4)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
-    if n < 4 || d.get(hdr_end + 1) != Some(&PROTO_UDP) || opp_len != Some(n) {
+    if rvs_core::wire::opp::len_before(&d[hdr_end..*il4], PROTO_UDP) != Some(n) {
         return Err(XmitDrop::Invalid);
     }
     if !m.remove_front(hdr_end, n) {

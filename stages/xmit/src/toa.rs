@@ -84,9 +84,9 @@ pub const UOA_OPTION: u8 = 31;
 /// `UOA_DEF_MAX_TRAIL`).
 pub const UOA_MAX: u32 = 3;
 /// DPVS's private "option protocol" (`IPPROTO_OPT`), which carries UOA in opp mode.
-pub const IPPROTO_OPP: u8 = 248;
+pub const IPPROTO_OPP: u8 = rvs_core::wire::opp::PROTO;
 /// Length of the opp header in front of its options.
-pub const OPP_HDR: usize = 4;
+pub const OPP_HDR: usize = rvs_core::wire::opp::HDR_LEN;
 /// opp header version: the UOA option holds an IPv4 address (`OPPHDR_IPV4`).
 pub const OPPHDR_IPV4: u8 = 1;
 /// opp header version: the UOA option holds an IPv6 address (`OPPHDR_IPV6`).

@@ -26,6 +26,7 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod opp;
 pub mod tcp;
 pub mod udp;
 
