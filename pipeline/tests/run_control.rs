@@ -46,31 +46,7 @@ fn rvsctl() -> &'static str {
 
 /// The config: `dests` as (real server index, weight).
 fn config(fifo: &Path, out: &Path, sock: &Path, sched: &str, dests: &[(usize, u32)]) -> String {
-    let mut s = format!(
-        r#"
-[pipeline]
-vector = 1
-
-[dpdk]
-workers = 1
-memory_mb = 256
-mbufs = 2047
-idle_sleep_us = 50
-idle_polls = 16
-
-[control]
-socket = "{}"
-
-[[interface]]
-name = "port0"
-mac = "02:00:00:00:00:01"
-addresses = ["198.18.0.1/24", "198.18.1.1/24"]
-device = "net_pcap0,rx_pcap={},tx_pcap={}"
-"#,
-        sock.display(),
-        fifo.display(),
-        out.display()
-    );
+    let mut s = fifo_port_config(fifo, out, sock, "");
     for r in RS {
         s += &format!("\n[[neighbor]]\nip = \"{r}\"\nmac = \"02:00:00:00:01:11\"\n");
     }

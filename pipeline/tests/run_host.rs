@@ -189,28 +189,8 @@ impl Rig {
 }
 
 fn config(fifo: &Path, out: &Path, sock: &Path) -> String {
-    format!(
-        r#"
-[pipeline]
-vector = 1
-
-[dpdk]
-workers = 1
-memory_mb = 256
-mbufs = 2047
-idle_sleep_us = 50
-idle_polls = 16
-
-[control]
-socket = "{}"
-
-[[interface]]
-name = "port0"
-mac = "02:00:00:00:00:01"
-addresses = ["198.18.0.1/24", "198.18.1.1/24"]
-device = "net_pcap0,rx_pcap={},tx_pcap={}"
-host_tap = "{TAP}"
-
+    fifo_port_config(fifo, out, sock, &format!("host_tap = \"{TAP}\""))
+        + r#"
 [[neighbor]]
 ip = "198.18.1.11"
 mac = "02:00:00:00:01:11"
@@ -234,11 +214,7 @@ forward = "nat"
 ip = "198.18.1.11"
 port = 80
 weight = 1
-"#,
-        sock.display(),
-        fifo.display(),
-        out.display()
-    )
+"#
 }
 
 /// Waits for rvs's output. net_pcap blocks reading its FIFO, so a frame the kernel writes

@@ -87,3 +87,36 @@ pub fn stats(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("stats JSON")
 }
+
+/// The head of a one-worker, one-port configuration fed through a FIFO: `[pipeline]`,
+/// `[dpdk]` (idle polling so a shared core is not spun), `[control]` on `sock`, and the
+/// interface `port0` on a net_pcap device reading `fifo` and writing `out`, with `iface_extra`
+/// (more keys of that interface) at its end. Neighbours, routes and services follow.
+pub fn fifo_port_config(fifo: &Path, out: &Path, sock: &Path, iface_extra: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+vector = 1
+
+[dpdk]
+workers = 1
+memory_mb = 256
+mbufs = 2047
+idle_sleep_us = 50
+idle_polls = 16
+
+[control]
+socket = "{}"
+
+[[interface]]
+name = "port0"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "198.18.1.1/24"]
+device = "net_pcap0,rx_pcap={},tx_pcap={}"
+{iface_extra}
+"#,
+        sock.display(),
+        fifo.display(),
+        out.display()
+    )
+}
