@@ -90,7 +90,7 @@ use rvs_core::hash::mix64;
 use rvs_core::load::Counter;
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::Dir;
-use rvs_core::service::{Forward, Snapshot, Timeouts};
+use rvs_core::service::{Forward, Snapshot};
 use rvs_core::stage::{Out, Packet, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
 
@@ -255,15 +255,7 @@ impl<M: Mbuf> Stage<M> for ConnNew {
                     conns.loads().dec(d.id, Counter::Inactive);
                     conns.loads().relieve(d, snap.lcores);
                 }
-                let timeouts = conns
-                    .conn(id)
-                    .and_then(|c| {
-                        snap.services
-                            .get(c.svc as usize)
-                            .filter(|_| c.generation == snap.generation)
-                    })
-                    .map_or(Timeouts::DPVS, |s| s.timeouts);
-                conns.on_packet(id, dir, p.meta.tcp_flags, &timeouts, cx.now);
+                conns.on_packet_with(id, dir, p.meta.tcp_flags, cx.now, |c| c.service_timeouts(snap).0);
                 p.meta.conn = id;
                 p.meta.dir = dir;
                 self.counters.joined += 1;

@@ -2,7 +2,7 @@
 
 use rvs_core::addr::{Addr, Proto};
 use rvs_core::meta::{Dir, PacketMeta};
-use rvs_core::service::{DestId, Forward};
+use rvs_core::service::{DestId, Forward, Service, Snapshot, Timeouts};
 use rvs_core::time::Now;
 
 /// Index of a connection in its lcore's pool.
@@ -208,6 +208,78 @@ impl Conn {
                 dport: inb.sport,
             },
         }
+    }
+}
+
+/// Where [`Conn::service_timeouts`] found a connection's service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// Where the connection says, under the snapshot it names.
+    Same,
+    /// Under a newer snapshot, at the index now recorded on the connection (re-homed).
+    Moved,
+    /// Gone from the snapshot (DPVS's default timeouts apply); marked so that later packets
+    /// under the same snapshot do not search again.
+    Gone,
+}
+
+/// The service index of a connection whose service is gone under its recorded snapshot.
+pub const SERVICE_GONE: u32 = u32::MAX;
+
+impl Conn {
+    /// The timeouts of the connection's service in `snap`, re-homing the connection when `snap`
+    /// is newer than the one it records. Its service is then the one of its protocol and key
+    /// (VIP, port) that still holds its destination (the control plane keeps destination ids
+    /// stable across reloads, so a service that moved to another index is found again; for a
+    /// match service, which has no key, the destination alone), or else the service with its
+    /// key whose destination was removed. The service index and generation are updated, so
+    /// later packets take the direct path. When neither holds, DPVS's defaults and
+    /// [`Home::Gone`].
+    #[inline]
+    pub fn service_timeouts<'s>(&mut self, snap: &'s Snapshot) -> (&'s Timeouts, Home) {
+        if snap.generation == self.generation {
+            return match snap.services.get(self.svc as usize) {
+                Some(s) => (&s.timeouts, Home::Same),
+                None => (&Timeouts::DPVS, Home::Gone),
+            };
+        }
+        self.generation = snap.generation;
+        match self.find_service(snap) {
+            Some(i) => {
+                self.svc = i;
+                (&snap.services[i as usize].timeouts, Home::Moved)
+            }
+            None => {
+                self.svc = SERVICE_GONE;
+                (&Timeouts::DPVS, Home::Gone)
+            }
+        }
+    }
+
+    /// The slow path of [`Conn::service_timeouts`], taken once per connection and snapshot
+    /// change.
+    #[cold]
+    fn find_service(&self, snap: &Snapshot) -> Option<u32> {
+        let t = &self.in_tuple;
+        let same_key =
+            |s: &Service| s.key.proto == t.proto && s.key.vip == t.daddr && (s.key.port == t.dport || s.key.port == 0);
+        // Holding the connection's destination id, and of the connection's protocol and key
+        // (a match service has no key to compare).
+        let fits = |s: &Service| {
+            s.key.proto == t.proto && (s.key.is_match() || same_key(s)) && s.dest_by_id(self.dest).is_some()
+        };
+        let vip_key = |s: &Service| !s.key.is_match() && same_key(s);
+        let at = snap.services.get(self.svc as usize);
+        if at.is_some_and(|s| fits(s)) {
+            return Some(self.svc);
+        }
+        if let Some(i) = snap.services.iter().position(|s| fits(s)) {
+            return Some(i as u32);
+        }
+        if at.is_some_and(|s| vip_key(s)) {
+            return Some(self.svc);
+        }
+        snap.services.iter().position(|s| vip_key(s)).map(|i| i as u32)
     }
 }
 

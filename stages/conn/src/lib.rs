@@ -46,7 +46,7 @@ pub mod sapool;
 pub mod state;
 pub mod table;
 
-pub use conn::{Conn, ConnFlags, ConnId, Tuple};
+pub use conn::{Conn, ConnFlags, ConnId, Home, SERVICE_GONE, Tuple};
 pub use owner::OwnerTable;
 pub use persist::{LcoreTemplates, NO_TEMPLATE, Placed, TemplateHandle, TemplateKey, Templates};
 pub use sapool::SaPool;

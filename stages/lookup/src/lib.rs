@@ -22,7 +22,8 @@
 //!    included: schedule sends those to the host path.
 //!
 //! The service's timeouts are found through `cx.snapshot.services[conn.svc]` when the snapshot
-//! is the one the connection was made under. Under a newer snapshot the connection is re-homed
+//! is the one the connection was made under ([`rvs_conn::Conn::service_timeouts`], which
+//! conn-new uses too for packets joining a connection). Under a newer snapshot the connection is re-homed
 //! once, on its first packet: its service is the one of its protocol and key (VIP, port) that
 //! still holds its destination (the control plane keeps destination ids stable across reloads,
 //! so a service that moved to another index is found again; for a match service, which has no
@@ -91,11 +92,10 @@
 
 use std::sync::Arc;
 
-use rvs_conn::{LcoreConns, OwnerTable, SaPool, SharedConns, TcpState, Tuple};
+use rvs_conn::{Home, LcoreConns, OwnerTable, SaPool, SharedConns, TcpState, Tuple};
 use rvs_core::addr::{Af, Proto};
 use rvs_core::mbuf::Mbuf;
 use rvs_core::meta::Dir;
-use rvs_core::service::{Service, Snapshot, Timeouts};
 use rvs_core::stage::{Out, PacketVec, Stage, StageCx};
 use rvs_core::verdict::{Cause, DropReason};
 use rvs_core::wire::ipv4::Ipv4Packet;
@@ -244,45 +244,6 @@ impl TraceRing {
     }
 }
 
-/// The index of connection `c`'s service in `snap` (see the crate doc); `None` when the
-/// service is gone. `Some((index, moved))`: `moved` when the index or generation differs from
-/// the connection's and should be re-homed.
-#[inline]
-fn service_of(snap: &Snapshot, c: &rvs_conn::Conn) -> Option<(u32, bool)> {
-    if snap.generation == c.generation {
-        return snap.services.get(c.svc as usize).map(|_| (c.svc, false));
-    }
-    service_moved(snap, c)
-}
-
-/// The slow path of [`service_of`], taken once per connection and snapshot change.
-#[cold]
-fn service_moved(snap: &Snapshot, c: &rvs_conn::Conn) -> Option<(u32, bool)> {
-    let t = &c.in_tuple;
-    let same_key =
-        |s: &Service| s.key.proto == t.proto && s.key.vip == t.daddr && (s.key.port == t.dport || s.key.port == 0);
-    // Holding the connection's destination id, and of the connection's protocol and key (a
-    // match service has no key to compare).
-    let fits =
-        |s: &Service| s.key.proto == t.proto && (s.key.is_match() || same_key(s)) && s.dest_by_id(c.dest).is_some();
-    let vip_key = |s: &Service| !s.key.is_match() && same_key(s);
-    let at = snap.services.get(c.svc as usize);
-    if at.is_some_and(|s| fits(s)) {
-        return Some((c.svc, true));
-    }
-    if let Some(i) = snap.services.iter().position(|s| fits(s)) {
-        return Some((i as u32, true));
-    }
-    if at.is_some_and(|s| vip_key(s)) {
-        return Some((c.svc, true));
-    }
-    snap.services.iter().position(|s| vip_key(s)).map(|i| (i as u32, true))
-}
-
-/// The service index a connection whose service is gone is re-homed to: no service has it,
-/// so later packets under the same snapshot find none at once instead of searching again.
-const SERVICE_GONE: u32 = u32::MAX;
-
 impl Lookup {
     /// A lookup stage over this lcore's connections.
     pub fn new(conns: SharedConns) -> Self {
@@ -428,21 +389,14 @@ impl Lookup {
             let rehomed = &mut c.rehomed;
             let gone = &mut c.service_gone;
             let (before, after) = conns
-                .on_packet_with(id, dir, p.meta.tcp_flags, cx.now, |conn| match service_of(snap, conn) {
-                    Some((i, moved)) => {
-                        if moved {
-                            conn.svc = i;
-                            conn.generation = snap.generation;
-                            *rehomed += 1;
-                        }
-                        &snap.services[i as usize].timeouts
+                .on_packet_with(id, dir, p.meta.tcp_flags, cx.now, |conn| {
+                    let (timeouts, home) = conn.service_timeouts(snap);
+                    match home {
+                        Home::Same => {}
+                        Home::Moved => *rehomed += 1,
+                        Home::Gone => *gone += 1,
                     }
-                    None => {
-                        conn.svc = SERVICE_GONE;
-                        conn.generation = snap.generation;
-                        *gone += 1;
-                        &Timeouts::DPVS
-                    }
+                    timeouts
                 })
                 .unwrap_or((0, 0));
             if after != before {
@@ -722,6 +676,8 @@ mod tests {
     use rvs_core::service::{DestId, Forward};
     use rvs_core::stage::{Exits, Node, Packet};
     use rvs_core::time::Now;
+
+    use rvs_core::service::{Snapshot, Timeouts};
 
     use super::*;
 
